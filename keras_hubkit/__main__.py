@@ -1,0 +1,5 @@
+"""`python -m keras_hubkit` runs the `hubkit` command line."""
+
+from keras_hubkit.cli import main
+
+raise SystemExit(main())

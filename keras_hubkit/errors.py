@@ -1,0 +1,79 @@
+"""Every exception keras_hubkit raises.
+
+Each error also inherits the builtin a caller would naturally catch
+(`ValueError`, `FileNotFoundError`, `OSError`, ...), so code written against
+`tensorflow_hub` keeps working, while `except hk.errors.HubkitError` catches
+everything this package raises on purpose.
+"""
+
+
+class HubkitError(Exception):
+    """Base class of all keras_hubkit errors."""
+
+
+class BackendError(HubkitError, NotImplementedError):
+    """A feature needs the TensorFlow backend and another one is active."""
+
+
+class HandleError(HubkitError, ValueError):
+    """A handle is malformed, or names something that is not a SavedModel."""
+
+
+class HandleNotFoundError(HubkitError, FileNotFoundError):
+    """A local handle, or a remote model, does not exist."""
+
+
+class UnsupportedSchemeError(HandleError):
+    """A handle uses a URL scheme no resolver supports."""
+
+
+class DownloadError(HubkitError, OSError):
+    """A download failed: network fault, bad HTTP status, or a bad archive."""
+
+
+class UnsafeArchiveError(DownloadError):
+    """An archive holds a member that could escape or abuse the cache."""
+
+
+class CacheError(HubkitError, OSError):
+    """The cache is unusable: not writable, locked, or corrupt."""
+
+
+class OfflineError(HubkitError, ConnectionError):
+    """Offline mode is on and the handle is not in the cache."""
+
+
+class SignatureError(HubkitError, ValueError):
+    """A signature, output key, or call convention does not match the model."""
+
+
+class InputSpecError(HubkitError, ValueError):
+    """Inputs do not match what the SavedModel's function was traced for."""
+
+
+class TrainabilityError(HubkitError, ValueError):
+    """Fine-tuning was asked of a model that cannot be fine-tuned."""
+
+
+class UnsafeDeserializationError(HubkitError, ValueError):
+    """Keras safe mode forbids rebuilding a layer that loads a SavedModel."""
+
+
+class UnsafeModelError(HubkitError, PermissionError):
+    """The safety scan found ops that touch files, the network or Python."""
+
+
+class ExportError(HubkitError, ValueError):
+    """A re-export was refused: bad destination, bad weights, or bad object."""
+
+
+class StagePlanError(HubkitError, ValueError):
+    """A fine-tuning stage plan cannot be carried out."""
+
+
+class DataError(HubkitError, ValueError):
+    """Training data is malformed (empty class folder, bad CSV, ...)."""
+
+
+class RecipeError(HubkitError, ValueError):
+    """A recipe file is malformed or names an unknown setting."""

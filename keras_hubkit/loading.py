@@ -1,0 +1,133 @@
+"""`hk.load`: resolve a handle, check it, and load the SavedModel."""
+
+import atexit
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from keras_hubkit import errors
+from keras_hubkit.resolver import resolve
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a loaded object came from (kept beside it, not tracked by TF)."""
+
+    handle: str
+    path: str
+    is_tf1_hub_module: bool
+
+
+def load(handle, tags=None, options=None):
+    """Loads the SavedModel that `handle` names, like `hub.load`.
+
+    Args:
+        handle: a local path or a URL (see `hk.resolve`).
+        tags: MetaGraph tags to load. Defaults to the SavedModel's only
+            MetaGraph (`[]` for a legacy TF1 Hub module).
+        options: a `tf.saved_model.LoadOptions`.
+
+    Returns:
+        What `tf.saved_model.load` returns for the resolved directory.
+
+    Raises:
+        HandleNotFoundError: the handle does not exist.
+        HandleError: the directory holds no SavedModel, or it needs ops that
+            this TensorFlow does not have.
+
+    Example:
+
+    ```python
+    obj = hk.load("/models/my_text_embedding")
+    vectors = obj(["hello world"])
+    ```
+    """
+    path = resolve(handle)
+    check_saved_model_dir(path, handle)
+    is_tf1 = os.path.exists(os.path.join(path, "tfhub_module.pb"))
+    if tags is None and is_tf1:
+        tags = []
+    try:
+        obj = _load_saved_model(path, tags, options)
+    except tf.errors.NotFoundError as e:
+        raise errors.HandleError(
+            f"Could not load the SavedModel at {path!r} (handle {handle!r}): "
+            f"{_first_line(e)}. If an op is not registered, import the "
+            "library that defines it (e.g. `import tensorflow_text`) first."
+        ) from e
+    object.__setattr__(obj, "_hubkit_origin", Origin(str(handle), path, is_tf1))
+    return obj
+
+
+def _load_saved_model(path, tags, options):
+    try:
+        return tf.saved_model.load(path, tags=tags, options=options)
+    except AttributeError as e:
+        # Keras 2 exports carry their optimizer and its slot variables;
+        # without tf_keras installed the optimizer comes back as a plain
+        # object that cannot take slots. Slots are training state the
+        # consumer never needs, so load a copy of the graph without them.
+        if "add_slot" not in str(e):
+            raise
+        copy = _copy_without_slots(path)
+        tf_logger = logging.getLogger("tensorflow")
+        level = tf_logger.level
+        tf_logger.setLevel(logging.ERROR)  # one line per dropped slot
+        try:
+            return tf.saved_model.load(copy, tags=tags, options=options)
+        finally:
+            tf_logger.setLevel(level)
+
+
+def _copy_without_slots(path):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    for meta_graph in proto.meta_graphs:
+        for node in meta_graph.object_graph_def.nodes:
+            del node.slot_variables[:]
+    # Kept for the whole process: restored assets point into this folder.
+    copy = tempfile.mkdtemp(prefix="hubkit-noslots-")
+    atexit.register(shutil.rmtree, copy, ignore_errors=True)
+    with open(os.path.join(copy, "saved_model.pb"), "wb") as f:
+        f.write(proto.SerializeToString())
+    for name in ("variables", "assets"):
+        if os.path.exists(os.path.join(path, name)):
+            os.symlink(
+                os.path.abspath(os.path.join(path, name)),
+                os.path.join(copy, name),
+            )
+    return copy
+
+
+def origin_of(obj):
+    """The `Origin` recorded by `load`, or None for other objects."""
+    return getattr(obj, "_hubkit_origin", None)
+
+
+def check_saved_model_dir(path: str, handle) -> None:
+    """Raises `HandleError` unless `path` is a SavedModel directory."""
+    if not os.path.isdir(path):
+        raise errors.HandleError(
+            f"Expected a SavedModel directory. Received: handle={handle!r}, "
+            f"which resolves to {path!r}, a file. Pass the directory that "
+            "contains saved_model.pb."
+        )
+    names = ("saved_model.pb", "saved_model.pbtxt")
+    if not any(os.path.exists(os.path.join(path, n)) for n in names):
+        raise errors.HandleError(
+            f"Expected a SavedModel directory with saved_model.pb. Received: "
+            f"handle={handle!r} ({path!r}) contains "
+            f"{sorted(os.listdir(path))[:10]}. Pass the directory written by "
+            "tf.saved_model.save (or hk.export_saved_model)."
+        )
+
+
+def _first_line(exc) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
