@@ -373,7 +373,8 @@ class HubLayer(keras.layers.Layer):
             raise errors.InputSpecError(
                 f"The SavedModel at {self._config_handle!r} cannot be called "
                 "on the inputs given. Expected: "
-                f"{_specs.describe(self._traced_specs)}. Received: {_describe_inputs(inputs)}. Original error: "
+                f"{_specs.describe(self._traced_specs)}. Received: "
+                f"{_describe_inputs(inputs)}. Original error: "
                 f"{str(e).splitlines()[0] if str(e) else e!r}"
             ) from e
         result = self._select_output(result)
