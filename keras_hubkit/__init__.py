@@ -6,11 +6,13 @@ The public API, listed once. Import it as `import keras_hubkit as hk`.
 from keras_hubkit import errors
 from keras_hubkit.hub_layer import HubLayer
 from keras_hubkit.loading import load
+from keras_hubkit.model_cache import ModelCache
 from keras_hubkit.resolver import resolve
 from keras_hubkit.version import __version__
 
 __all__ = [
     "HubLayer",
+    "ModelCache",
     "__version__",
     "errors",
     "load",

@@ -12,6 +12,27 @@ def _demo(args):
     return 0
 
 
+def _cache(args):
+    from keras_hubkit.model_cache import ModelCache
+
+    cache = ModelCache(args.cache_dir)
+    if args.action == "list":
+        entries = cache.entries()
+        print(f"Cache: {cache.cache_dir} ({len(entries)} models)")
+        for e in entries:
+            state = "" if e.valid else "  [incomplete]"
+            print(f"{e.size_bytes / 1e6:10.1f} MB  {e.handle}{state}")
+            print(f"{'':13} {e.path}")
+    elif args.action == "remove":
+        if not args.handle:
+            raise SystemExit("hubkit cache remove: give the HANDLE to remove")
+        found = cache.remove(args.handle)
+        print(("Removed " if found else "Not cached: ") + args.handle)
+    else:
+        print(f"Removed {cache.clear()} models from {cache.cache_dir}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="hubkit",
@@ -33,6 +54,17 @@ def build_parser():
         "--quick", action="store_true", help="fewer epochs (for tests)"
     )
     demo.set_defaults(func=_demo)
+
+    cache = commands.add_parser(
+        "cache",
+        help="list, remove or clear downloaded models",
+        description="The download cache (TFHUB_CACHE_DIR or a per-user "
+        "folder).",
+    )
+    cache.add_argument("action", choices=["list", "remove", "clear"])
+    cache.add_argument("handle", nargs="?", help="the handle to remove")
+    cache.add_argument("--cache-dir", help="another cache folder")
+    cache.set_defaults(func=_cache)
     return parser
 
 

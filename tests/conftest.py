@@ -8,8 +8,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import pathlib
 
 import keras
-import models
 import pytest
+
+import models
 
 REAL_MODELS = (
     pathlib.Path(__file__).resolve().parents[1].parent

@@ -32,3 +32,23 @@ def test_demo_runs_offline(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "finetuned" / "saved_model.pb").exists()
+
+
+def test_cache_commands(tmp_path, mul_model, capsys):
+    import hashlib
+    import shutil
+
+    handle = "https://example.invalid/models/mul/1"
+    entry = tmp_path / hashlib.sha1(handle.encode()).hexdigest()
+    shutil.copytree(mul_model, entry)
+    (tmp_path / (entry.name + ".descriptor.txt")).write_text(
+        f"Module: {handle}\n"
+    )
+    assert cli.main(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert handle in out and "1 models" in out
+    cli.main(["cache", "remove", handle, "--cache-dir", str(tmp_path)])
+    assert "Removed" in capsys.readouterr().out
+    assert not entry.exists()
+    cli.main(["cache", "clear", "--cache-dir", str(tmp_path)])
+    assert "Removed 0 models" in capsys.readouterr().out

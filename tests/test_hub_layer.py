@@ -5,13 +5,14 @@ import sys
 import textwrap
 
 import keras
-import models
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import keras_hubkit as hk
 from keras_hubkit import errors
+
+import models
 
 SCE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

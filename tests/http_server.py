@@ -1,0 +1,174 @@
+"""A scriptable HTTP server on 127.0.0.1 for resolver tests.
+
+Each route maps a path to a list of actions; the n-th request to that path
+plays the n-th action (the last one repeats). Every request is recorded.
+"""
+
+import http.server
+import io
+import os
+import tarfile
+import threading
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Serve:
+    body: bytes
+    content_length: int | None = None  # None: the true length
+    chunk_delay: float = 0.0  # seconds between 64 KiB chunks
+    stop_after: int | None = None  # close the connection after N bytes
+    content_type: str = "application/octet-stream"
+
+
+@dataclass
+class Status:
+    code: int
+    headers: dict | None = None
+
+
+@dataclass
+class Redirect:
+    location: str
+    code: int = 302
+
+
+@dataclass
+class Stall:
+    seconds: float
+    partial: bytes = b""
+    content_length: int = 10**6
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        server = self.server
+        path, _, query = self.path.partition("?")
+        with server.lock:
+            server.requests.append((path, query, dict(self.headers)))
+            actions = server.routes.get(path)
+            count = server.counts.get(path, 0)
+            server.counts[path] = count + 1
+        if not actions:
+            self.send_error(404)
+            return
+        action = actions[min(count, len(actions) - 1)]
+        getattr(self, "_" + type(action).__name__.lower())(action)
+
+    def _serve(self, a):
+        length = len(a.body) if a.content_length is None else a.content_length
+        self.send_response(200)
+        self.send_header("Content-Type", a.content_type)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        body = a.body if a.stop_after is None else a.body[: a.stop_after]
+        try:
+            for i in range(0, len(body), 65536):
+                self.wfile.write(body[i : i + 65536])
+                self.wfile.flush()
+                if a.chunk_delay:
+                    time.sleep(a.chunk_delay)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
+
+    def _status(self, a):
+        self.send_response(a.code)
+        for key, value in (a.headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _redirect(self, a):
+        self.send_response(a.code)
+        self.send_header("Location", a.location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _stall(self, a):
+        self.send_response(200)
+        self.send_header("Content-Length", str(a.content_length))
+        self.end_headers()
+        try:
+            self.wfile.write(a.partial)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        time.sleep(a.seconds)
+        self.close_connection = True
+
+
+class ScriptedServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.routes = {}
+        self.counts = {}
+        self.requests = []
+        self.lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self.serve_forever, args=(0.05,), daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def route(self, path, *actions):
+        with self.lock:
+            self.routes[path] = list(actions)
+            self.counts[path] = 0
+        return f"{self.base}{path}"
+
+    def hits(self, path):
+        with self.lock:
+            return sum(1 for p, _, _ in self.requests if p == path)
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+
+def tar_gz_of(folder, prefix="."):
+    """A .tar.gz of `folder`'s contents, as TF Hub serves them."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(folder, arcname=prefix)
+    return buffer.getvalue()
+
+
+def crafted_tar_gz(members):
+    """A .tar.gz from (TarInfo-kwargs, data-or-None) pairs."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for fields, data in members:
+            fields = dict(fields)
+            info = tarfile.TarInfo(fields.pop("name"))
+            for key, value in fields.items():
+                setattr(info, key, value)
+            if data is not None:
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+            else:
+                archive.addfile(info)
+    return buffer.getvalue()
+
+
+def saved_model_members(folder):
+    """(fields, data) pairs for every file of a SavedModel folder."""
+    members = []
+    for root, _, files in os.walk(folder):
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, folder)
+            with open(full, "rb") as f:
+                members.append(({"name": rel}, f.read()))
+    return members
