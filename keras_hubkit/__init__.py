@@ -8,13 +8,17 @@ from keras_hubkit.hub_layer import HubLayer
 from keras_hubkit.loading import load
 from keras_hubkit.model_cache import ModelCache
 from keras_hubkit.resolver import resolve
+from keras_hubkit.scan import ScanReport
+from keras_hubkit.scan import scan
 from keras_hubkit.version import __version__
 
 __all__ = [
     "HubLayer",
     "ModelCache",
+    "ScanReport",
     "__version__",
     "errors",
     "load",
     "resolve",
+    "scan",
 ]

@@ -33,6 +33,14 @@ def _cache(args):
     return 0
 
 
+def _inspect(args):
+    from keras_hubkit._describe import describe
+
+    text, loaded = describe(args.handle, allow_ops=args.allow_op or None)
+    print(text)
+    return 0 if loaded else 2
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="hubkit",
@@ -55,6 +63,22 @@ def build_parser():
     )
     demo.set_defaults(func=_demo)
 
+    inspect = commands.add_parser(
+        "inspect",
+        help="show a model's scan report, signatures, variables and losses",
+        description="Scan a SavedModel's ops (before anything runs), then "
+        "load it and list its __call__ traces, signatures (inputs and "
+        "outputs), variable counts and regularization losses.",
+    )
+    inspect.add_argument("handle", help="a path or URL")
+    inspect.add_argument(
+        "--allow-op",
+        action="append",
+        metavar="OP",
+        help="accept this risky op (repeatable); see the scan report",
+    )
+    inspect.set_defaults(func=_inspect)
+
     cache = commands.add_parser(
         "cache",
         help="list, remove or clear downloaded models",
@@ -72,7 +96,15 @@ def main(argv=None):
     """Runs `hubkit` with `argv` (default: `sys.argv[1:]`)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from keras_hubkit import errors
+
+    try:
+        return args.func(args)
+    except errors.HubkitError as e:
+        print(
+            f"hubkit {args.command}: {type(e).__name__}: {e}", file=sys.stderr
+        )
+        return 2
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ class HubLayer(keras.layers.Layer):
             variable names (e.g. `["block5/.*"]`). When set, only matching
             publisher-trainable variables are fine-tuned. See
             `set_trainable_patterns`.
+        allow_ops: risky op types the safety scan may accept for this
+            model (see `hk.scan` and `hk.load`).
         **kwargs: base layer arguments (`name`, `dtype`, `input_shape`...).
 
     Example:
@@ -78,6 +80,7 @@ class HubLayer(keras.layers.Layer):
         load_options=None,
         tags=None,
         trainable_patterns=None,
+        allow_ops=None,
         **kwargs,
     ):
         _compat.require_tensorflow_backend("HubLayer")
@@ -100,6 +103,7 @@ class HubLayer(keras.layers.Layer):
         self.output_key = output_key
         self.tags = list(tags) if tags is not None else None
         self.load_options = load_options
+        self.allow_ops = sorted(allow_ops) if allow_ops else None
 
         self._obj = self._load(handle, tags, load_options)
         origin = origin_of(self._obj)
@@ -133,7 +137,12 @@ class HubLayer(keras.layers.Layer):
     # ----------------------------------------------------------------- load
     def _load(self, handle, tags, load_options):
         if _is_str_handle(handle):
-            return load(handle, tags=tags, options=load_options)
+            return load(
+                handle,
+                tags=tags,
+                options=load_options,
+                allow_ops=self.allow_ops,
+            )
         if tags is not None or load_options is not None:
             raise errors.HandleError(
                 "`tags` and `load_options` apply only when the handle is a "
@@ -501,6 +510,7 @@ class HubLayer(keras.layers.Layer):
             "output_key": self.output_key,
             "tags": self.tags,
             "trainable_patterns": self.trainable_patterns,
+            "allow_ops": self.allow_ops,
         }
         if self._hub_input_shape is not None:
             config["input_shape"] = list(self._hub_input_shape)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from keras_hubkit import errors
+from keras_hubkit import scan
+from keras_hubkit._redact import redact
 from keras_hubkit.resolver import resolve
 
 
@@ -22,7 +24,14 @@ class Origin:
     is_tf1_hub_module: bool
 
 
-def load(handle, tags=None, options=None):
+def load(
+    handle,
+    tags=None,
+    options=None,
+    *,
+    allow_ops=None,
+    trusted_fingerprints=None,
+):
     """Loads the SavedModel that `handle` names, like `hub.load`.
 
     Args:
@@ -30,6 +39,15 @@ def load(handle, tags=None, options=None):
         tags: MetaGraph tags to load. Defaults to the SavedModel's only
             MetaGraph (`[]` for a legacy TF1 Hub module).
         options: a `tf.saved_model.LoadOptions`.
+        allow_ops: risky op types (see `hk.scan`) to accept for this model,
+            e.g. `["ReadFile"]`. The opt-in is logged.
+        trusted_fingerprints: `ScanReport.fingerprint`s of models to load
+            whatever their ops (also `HUBKIT_TRUSTED_FINGERPRINTS`).
+
+    Before anything runs, the graph is scanned (`hk.scan`): ops that touch
+    files, the network, Python or debug sinks refuse the load unless
+    allowed, because a SavedModel's initializers run inside
+    `tf.saved_model.load` itself.
 
     Returns:
         What `tf.saved_model.load` returns for the resolved directory.
@@ -38,6 +56,7 @@ def load(handle, tags=None, options=None):
         HandleNotFoundError: the handle does not exist.
         HandleError: the directory holds no SavedModel, or it needs ops that
             this TensorFlow does not have.
+        UnsafeModelError: the scan found risky ops that were not allowed.
 
     Example:
 
@@ -48,6 +67,12 @@ def load(handle, tags=None, options=None):
     """
     path = resolve(handle)
     check_saved_model_dir(path, handle)
+    scan.check(
+        scan.scan_path(path),
+        redact(str(handle)),
+        allow_ops=allow_ops,
+        trusted_fingerprints=trusted_fingerprints,
+    )
     is_tf1 = os.path.exists(os.path.join(path, "tfhub_module.pb"))
     if tags is None and is_tf1:
         tags = []

@@ -1,0 +1,108 @@
+"""The text `hubkit inspect` prints: scan report, API, variables, losses."""
+
+import tensorflow as tf
+
+from keras_hubkit import _specs
+from keras_hubkit import errors
+from keras_hubkit.loading import load
+from keras_hubkit.resolver import resolve
+from keras_hubkit.scan import scan_path
+
+
+def describe(handle, allow_ops=None):
+    """Scans, then (if the scan allows) loads `handle` and describes it.
+
+    Returns:
+        (text, loaded): the description, and whether the model was loaded
+        (False when the scan refused it; the text then says why).
+    """
+    path = resolve(handle)
+    report = scan_path(path)
+    lines = [report.summary(), ""]
+    try:
+        obj = load(handle, allow_ops=allow_ops)
+    except errors.HubkitError as e:
+        lines.append(f"Not loaded: {e}")
+        return "\n".join(lines), False
+    lines += _callable_lines(obj)
+    lines += _signature_lines(obj)
+    lines += _variable_lines(obj)
+    return "\n".join(lines), True
+
+
+def _callable_lines(obj):
+    if not callable(obj):
+        return ["__call__: none (not a reusable TF2 SavedModel)"]
+    lines = ["__call__ traces:"]
+    for concrete in getattr(obj.__call__, "concrete_functions", []):
+        args, kwargs = concrete.structured_input_signature
+        inputs = _specs.describe([args[0]]) if args else "()"
+        extra = {k: v for k, v in zip(_arg_names(obj), args[1:])}
+        extra.update(kwargs)
+        lines.append(f"  inputs {inputs} {_kwargs(extra)}".rstrip())
+        lines.append(f"    -> {_outputs(concrete.structured_outputs)}")
+    return lines
+
+
+def _signature_lines(obj):
+    signatures = {
+        k: v
+        for k, v in getattr(obj, "signatures", {}).items()
+        if not k.startswith("__")
+    }
+    lines = [f"signatures: {len(signatures)}"]
+    for name, fn in sorted(signatures.items()):
+        _, kwargs = fn.structured_input_signature
+        lines.append(f"  {name}: inputs {_specs.describe([kwargs])}")
+        lines.append(f"    -> {_outputs(fn.structured_outputs)}")
+    return lines
+
+
+def _variable_lines(obj):
+    variables = list(getattr(obj, "variables", []) or [])
+    trainable = list(getattr(obj, "trainable_variables", []) or [])
+    losses = list(getattr(obj, "regularization_losses", []) or [])
+    count = sum(int(tf.size(v)) for v in variables)
+    lines = [
+        f"variables: {len(variables)} ({count:,} values), "
+        f"trainable_variables: {len(trainable)}",
+        f"regularization_losses: {len(losses)}",
+    ]
+    for fn in losses[:10]:
+        lines.append(f"  {float(fn()):.6g}")
+    return lines
+
+
+def _arg_names(obj):
+    import inspect
+
+    try:
+        names = list(inspect.signature(obj.__call__).parameters)
+    except (TypeError, ValueError):
+        return []
+    return names[1:]
+
+
+def _kwargs(extra):
+    parts = []
+    for key, value in extra.items():
+        if isinstance(value, tf.TensorSpec):
+            value = f"{value.dtype.name}{list(value.shape)}"
+        parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def _outputs(structure):
+    if isinstance(structure, dict) and len(structure) > 6:
+        keys = sorted(structure)
+        return f"dict of {len(keys)} outputs ({', '.join(keys[:4])}, ...)"
+    return str(
+        tf.nest.map_structure(
+            lambda s: (
+                f"{s.dtype.name}{list(s.shape)}"
+                if hasattr(s, "dtype")
+                else repr(s)
+            ),
+            structure,
+        )
+    )
