@@ -4,6 +4,7 @@ The public API, listed once. Import it as `import keras_hubkit as hk`.
 """
 
 from keras_hubkit import errors
+from keras_hubkit.export import export_saved_model
 from keras_hubkit.hub_layer import HubLayer
 from keras_hubkit.loading import load
 from keras_hubkit.model_cache import ModelCache
@@ -18,6 +19,7 @@ __all__ = [
     "ScanReport",
     "__version__",
     "errors",
+    "export_saved_model",
     "load",
     "resolve",
     "scan",

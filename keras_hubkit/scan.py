@@ -366,10 +366,11 @@ class _Graph:
                     self.entries[callee].add(f"signature {sig_name}")
 
     def _propagate(self):
-        # Entry points flow from callers to callees (fixed point).
+        # Entry points, saver membership and asset-bound arguments flow from
+        # callers to callees (fixed point).
         changed = True
         while changed:
-            changed = False
+            changed = self._propagate_assets()
             for caller, callees in self.calls.items():
                 for callee in callees:
                     before = len(self.entries[callee])
@@ -378,6 +379,29 @@ class _Graph:
                         self.saver.add(callee)
                         changed = True
                     changed |= len(self.entries[callee]) != before
+
+    def _propagate_assets(self):
+        changed = False
+        for caller, fn in self.functions.items():
+            bound = self.asset_args.get(caller)
+            if not bound:
+                continue
+            for node in fn.node_def:
+                if "f" not in node.attr:
+                    continue
+                callee = self.functions.get(node.attr["f"].func.name)
+                if callee is None:
+                    continue
+                args = [a.name for a in callee.signature.input_arg]
+                inputs = [i for i in node.input if not i.startswith("^")]
+                for arg, source in zip(args, inputs):
+                    target = self.asset_args.setdefault(
+                        callee.signature.name, set()
+                    )
+                    if source.split(":")[0] in bound and arg not in target:
+                        target.add(arg)
+                        changed = True
+        return changed
 
     def findings(self):
         for name, fn in self.functions.items():

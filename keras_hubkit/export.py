@@ -1,0 +1,334 @@
+"""`hk.export_saved_model`: fine-tuned models back to reusable SavedModels.
+
+Keras 3's `model.save()` writes a `.keras` file and `model.export()` a
+serving-only SavedModel; neither keeps the reusable interface
+(`__call__(inputs, training)`, `variables`, `trainable_variables`,
+`regularization_losses`) that `hk.HubLayer`, `hub.KerasLayer` and `hk.load`
+consumers fine-tune. This module writes it, atomically.
+"""
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import shutil
+import uuid
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_hubkit import errors
+from keras_hubkit.hub_layer import HubLayer
+from keras_hubkit.scan import scan_path
+
+logger = logging.getLogger(__name__)
+
+
+def export_saved_model(
+    obj,
+    export_dir,
+    *,
+    signatures=None,
+    overwrite=False,
+    input_signature=None,
+    class_names=None,
+    tflite=False,
+):
+    """Writes `obj` as a reusable SavedModel, atomically.
+
+    - A `HubLayer` or an object from `hk.load` / `tf.saved_model.load` is
+      re-saved with its fine-tuned variable values, keeping its `__call__`,
+      signatures, assets (vocabulary files...), `trainable_variables` and
+      `regularization_losses`.
+    - A Keras model or layer (including a piece cut out of a larger model)
+      gets `__call__` traced for `training=True` and `training=False` on its
+      input spec (batch dimension `None`), `variables`, `trainable_variables`
+      (those trainable now), `regularization_losses` (each weight
+      regularizer, and the regularization losses of trainable `HubLayer`s
+      inside, as zero-argument functions) and a `serving_default` signature
+      for TF Serving and `keras.layers.TFSMLayer`. No optimizer state.
+
+    Args:
+        obj: a `HubLayer`, a loaded SavedModel object, or a Keras model/layer.
+        export_dir: the folder to write.
+        signatures: extra serving signatures (name -> concrete function),
+            added to the defaults.
+        overwrite: replace an existing non-empty `export_dir`.
+        input_signature: a `tf.TensorSpec` (or nest) for a Keras layer or
+            model whose inputs are not known.
+        class_names: if given, written one per line to `labels.txt` beside
+            `saved_model.pb` (line i is class i).
+        tflite: also convert the serving signature to `model.tflite`.
+
+    Returns:
+        `export_dir`.
+
+    Raises:
+        ExportError: the destination exists (and `overwrite` is False), a
+            weight is NaN or infinite, or the object cannot be exported.
+
+    Example:
+
+    ```python
+    base = hk.HubLayer(handle, trainable=True)
+    model = keras.Sequential([base, keras.layers.Dense(3)])
+    model.fit(x, y)
+    hk.export_saved_model(base, "finetuned_base")    # reusable base
+    hk.export_saved_model(model, "classifier", class_names=["a", "b", "c"])
+    ```
+    """
+    export_dir = os.path.abspath(os.fspath(export_dir))
+    _check_destination(export_dir, overwrite)
+    root, default_signatures = _prepare(obj, input_signature)
+    _check_finite(getattr(root, "variables", []) or [], export_dir)
+    all_signatures = {**default_signatures, **(signatures or {})}
+    parent = os.path.dirname(export_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = f"{export_dir}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        tf.saved_model.save(root, tmp, signatures=all_signatures or None)
+        if class_names is not None:
+            _write_labels(tmp, class_names)
+        if tflite:
+            _write_tflite(tmp)
+        report = scan_path(tmp)
+        if report.findings:
+            logger.warning("The export has risky ops:\n%s", report.summary())
+        _move_into_place(tmp, export_dir)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmp)
+    return export_dir
+
+
+# ----------------------------------------------------------------- sources
+def _prepare(obj, input_signature):
+    if isinstance(obj, HubLayer):
+        obj = obj.resolved_object
+    if not isinstance(obj, keras.layers.Layer):
+        if not (callable(obj) or hasattr(obj, "signatures")):
+            raise errors.ExportError(
+                "Expected a HubLayer, a loaded SavedModel or a Keras "
+                f"model/layer. Received: {obj!r} of type {type(obj)}."
+            )
+        return obj, _loaded_signatures(obj)
+    return _ReusableKeras(obj, _input_spec(obj, input_signature)).prepare()
+
+
+def _loaded_signatures(obj):
+    signatures = {
+        k: v
+        for k, v in getattr(obj, "signatures", {}).items()
+        if not k.startswith("__")
+    }
+    if "serving_default" not in signatures and callable(obj):
+        fn = _inference_trace(obj)
+        if fn is not None:
+            signatures["serving_default"] = fn
+    return signatures
+
+
+def _inference_trace(obj):
+    """The `training=False` trace of `obj.__call__` with one tensor input."""
+    for concrete in getattr(obj.__call__, "concrete_functions", []):
+        args, kwargs = concrete.structured_input_signature
+        if len(args) < 2 or kwargs or not isinstance(args[0], tf.TensorSpec):
+            continue
+        extra_tensors = [a for a in args[2:] if isinstance(a, tf.TensorSpec)]
+        if args[1] is False and not extra_tensors:
+            return obj.__call__.get_concrete_function(args[0], training=False)
+    logger.info("No serving_default added: no single-input inference trace.")
+    return None
+
+
+def _input_spec(layer, input_signature):
+    if input_signature is not None:
+        return input_signature
+    first = (getattr(layer, "layers", None) or [None])[0]
+    try:
+        inputs = layer.input
+    except (AttributeError, ValueError) as e:
+        known = getattr(layer, "inputs", None)
+        if known:
+            return _specs_of(known[0] if len(known) == 1 else known)
+        # A Sequential built from data has no symbolic input; a HubLayer in
+        # front knows what its SavedModel was traced for.
+        spec = getattr(first, "_traced_spec", None)
+        if spec is not None:
+            return tf.TensorSpec((None, *spec.shape[1:]), spec.dtype)
+        raise errors.ExportError(
+            f"Cannot tell the inputs of {layer.name!r}: it has never been "
+            "called on a keras.Input. Pass "
+            "`input_signature=tf.TensorSpec([None, ...], dtype)`."
+        ) from e
+
+    return _specs_of(inputs)
+
+
+def _specs_of(inputs):
+    def spec(t):
+        shape = (None, *tuple(t.shape)[1:])
+        name = getattr(t, "name", None)
+        name = name.split(":")[0] if name else None
+        return tf.TensorSpec(shape, t.dtype, name=name)
+
+    return tf.nest.map_structure(spec, inputs)
+
+
+class _ReusableKeras:
+    """Builds the reusable-SavedModel root for a Keras model or layer."""
+
+    def __init__(self, layer, spec):
+        self.layer = layer
+        self.spec = spec
+
+    def prepare(self):
+        layer = self.layer
+        root = tf.train.Checkpoint()
+        root.keras_layer = layer  # keeps every variable (and seed) reachable
+        root.variables = [_tf_var(v) for v in layer.variables]
+        root.trainable_variables = [
+            _tf_var(v) for v in layer.trainable_variables
+        ]
+        root.regularization_losses = self._losses()
+
+        @tf.function
+        def call(inputs, training=False):
+            return layer(inputs, training=training)
+
+        root.__call__ = call
+        for training in (True, False):
+            call.get_concrete_function(self.spec, training=training)
+        serving = call.get_concrete_function(self.spec, training=False)
+        return root, {"serving_default": serving}
+
+    def _losses(self):
+        losses = []
+        for sub in _all_layers(self.layer):
+            if not sub.trainable:
+                continue
+            for variable in sub._trainable_variables:  # own weights only
+                if variable.trainable and variable.regularizer is not None:
+                    losses.append(_weight_loss(variable))
+            if isinstance(sub, HubLayer) and sub.trainable:
+                losses += [_zero_arg(fn) for fn in sub._reg_losses]
+        return losses
+
+
+def _all_layers(layer):
+    seen = {}
+    for sub in [layer, *layer._flatten_layers(include_self=False)]:
+        seen.setdefault(id(sub), sub)
+    return list(seen.values())
+
+
+def _weight_loss(variable):
+    regularizer = variable.regularizer
+
+    @tf.function(input_signature=[])
+    def loss():
+        return tf.cast(regularizer(variable), tf.float32)
+
+    return loss
+
+
+def _zero_arg(fn):
+    @tf.function(input_signature=[])
+    def loss():
+        return fn()
+
+    return loss
+
+
+def _tf_var(variable):
+    value = getattr(variable, "value", variable)
+    return value if isinstance(value, tf.Variable) else variable
+
+
+# ----------------------------------------------------------------- checks
+def _check_destination(export_dir, overwrite):
+    if os.path.isfile(export_dir):
+        raise errors.ExportError(
+            f"Expected a folder to export to. Received: {export_dir!r}, "
+            "which is a file."
+        )
+    if os.path.isdir(export_dir) and os.listdir(export_dir) and not overwrite:
+        raise errors.ExportError(
+            f"{export_dir!r} exists and is not empty. Pass overwrite=True "
+            "to replace it (atomically), or choose another folder."
+        )
+
+
+def _check_finite(variables, export_dir):
+    bad = []
+    for v in variables:
+        if v.dtype.is_floating and not np.all(np.isfinite(v.numpy())):
+            bad.append(v.name)
+    if bad:
+        raise errors.ExportError(
+            f"Refusing to export to {export_dir!r}: {len(bad)} variables "
+            f"hold NaN or infinite values ({', '.join(bad[:5])}). Training "
+            "diverged; restore the last good weights (e.g. "
+            "EarlyStopping(restore_best_weights=True)) and export again."
+        )
+
+
+def _write_labels(folder, class_names):
+    names = [str(n) for n in class_names]
+    if any("\n" in n for n in names):
+        raise errors.ExportError("Class names must not contain newlines.")
+    with open(os.path.join(folder, "labels.txt"), "w") as f:
+        f.write("\n".join(names) + "\n")
+
+
+def _write_tflite(folder):
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        folder, signature_keys=["serving_default"]
+    )
+    try:
+        flatbuffer = converter.convert()
+    except Exception as e:  # The converter raises many unrelated types.
+        raise errors.ExportError(
+            f"TFLite conversion failed: {str(e).splitlines()[0]}. Models "
+            "with string inputs or ops TFLite lacks cannot be converted; "
+            "export without tflite=True."
+        ) from e
+    with open(os.path.join(folder, "model.tflite"), "wb") as f:
+        f.write(flatbuffer)
+
+
+# ------------------------------------------------------------ atomic move
+def _move_into_place(tmp, export_dir):
+    if not os.path.exists(export_dir):
+        os.rename(tmp, export_dir)
+        return
+    if not os.listdir(export_dir):
+        os.rmdir(export_dir)
+        os.rename(tmp, export_dir)
+        return
+    # Swap old and new in one step where the kernel can (Linux renameat2),
+    # so a kill leaves either the previous export or the new one.
+    if _exchange(tmp, export_dir):
+        shutil.rmtree(tmp)  # now holds the previous export
+        return
+    old = f"{export_dir}.{uuid.uuid4().hex[:8]}.old"
+    os.rename(export_dir, old)
+    os.rename(tmp, export_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a, b):
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(
+        at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange
+    )
+    return result == 0
