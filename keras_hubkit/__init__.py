@@ -4,6 +4,8 @@ The public API, listed once. Import it as `import keras_hubkit as hk`.
 """
 
 from keras_hubkit import errors
+from keras_hubkit import finetune
+from keras_hubkit import schedules
 from keras_hubkit.export import export_saved_model
 from keras_hubkit.hub_layer import HubLayer
 from keras_hubkit.loading import load
@@ -20,7 +22,9 @@ __all__ = [
     "__version__",
     "errors",
     "export_saved_model",
+    "finetune",
     "load",
     "resolve",
     "scan",
+    "schedules",
 ]

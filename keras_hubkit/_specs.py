@@ -15,7 +15,7 @@ def call_input_specs(fn):
     if isinstance(fn, tf.types.experimental.ConcreteFunction):
         args, kwargs = fn.structured_input_signature
         return [kwargs] if kwargs else [args]
-    fn = _function_of(fn)
+    fn = function_of(fn)
     specs = []
     for concrete in getattr(fn, "concrete_functions", []) or []:
         args, _ = concrete.structured_input_signature
@@ -39,7 +39,7 @@ def has_training_argument(fn) -> bool:
     """Whether `fn` declares a `training` argument (signatures never do)."""
     if isinstance(fn, tf.types.experimental.ConcreteFunction):
         return False
-    fn = _function_of(fn)
+    fn = function_of(fn)
     try:
         # A restored function keeps its Python signature, e.g.
         # (inputs, training=False, batch_norm_momentum=0.99).
@@ -49,7 +49,7 @@ def has_training_argument(fn) -> bool:
     return "training" in params
 
 
-def _function_of(obj):
+def function_of(obj):
     # A loaded object's `__call__` is the restored function that knows its
     # traces; `inspect.signature(obj)` itself is just (*args, **kwargs).
     if hasattr(obj, "concrete_functions") or not callable(obj):

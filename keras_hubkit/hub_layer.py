@@ -55,6 +55,11 @@ class HubLayer(keras.layers.Layer):
             `set_trainable_patterns`.
         allow_ops: risky op types the safety scan may accept for this
             model (see `hk.scan` and `hk.load`).
+        inference_only: call the SavedModel with `training=False` even
+            while fine-tuning: its BatchNorm statistics stay fixed (and its
+            dropout is off). A SavedModel has one training flag for the
+            whole model, so this is all-or-nothing. `hk.finetune` sets it for
+            `bn_policy="frozen"`.
         **kwargs: base layer arguments (`name`, `dtype`, `input_shape`...).
 
     Example:
@@ -81,6 +86,7 @@ class HubLayer(keras.layers.Layer):
         tags=None,
         trainable_patterns=None,
         allow_ops=None,
+        inference_only=False,
         **kwargs,
     ):
         _compat.require_tensorflow_backend("HubLayer")
@@ -104,6 +110,7 @@ class HubLayer(keras.layers.Layer):
         self.tags = list(tags) if tags is not None else None
         self.load_options = load_options
         self.allow_ops = sorted(allow_ops) if allow_ops else None
+        self.inference_only = bool(inference_only)
 
         self._obj = self._load(handle, tags, load_options)
         origin = origin_of(self._obj)
@@ -216,15 +223,19 @@ class HubLayer(keras.layers.Layer):
 
     def _track_saved_model_variables(self):
         obj = self._obj
-        publisher_trainable = list(
-            getattr(obj, "trainable_variables", []) or []
+        order = _capture_order(self._callable)
+        publisher_trainable = sorted(
+            getattr(obj, "trainable_variables", []) or [], key=order
         )
         trainable_ids = {id(v) for v in publisher_trainable}
-        others = [
-            v
-            for v in (getattr(obj, "variables", []) or [])
-            if id(v) not in trainable_ids
-        ]
+        others = sorted(
+            (
+                v
+                for v in (getattr(obj, "variables", []) or [])
+                if id(v) not in trainable_ids
+            ),
+            key=order,
+        )
         self._source_names = {}
         self._replica_statistics = _mean_aggregated(others)
         with _compat.name_scope(self):
@@ -261,6 +272,35 @@ class HubLayer(keras.layers.Layer):
     def source_name(self, variable):
         """The SavedModel's own name of one of this layer's weights."""
         return self._source_names[id(variable)]
+
+    def variable_groups(self):
+        """The SavedModel's variables grouped by name, bottom to top.
+
+        Names are split at "/"; the prefix all variables share is dropped
+        and the next component names the group, so a TF Hub MobileNet gives
+        `Conv`, `expanded_conv`, `expanded_conv_1`, ..., `Conv_2`. Groups are
+        ordered by where the model first uses them, which is what staged
+        fine-tuning ("unfreeze the top N groups") needs.
+
+        Returns:
+            A dict from group name to this layer's weights in that group.
+
+        Example:
+
+        ```python
+        layer = hk.HubLayer(handle, trainable=True)
+        top = list(layer.variable_groups())[-2:]
+        layer.set_trainable_patterns([f"{g}/" for g in top])
+        ```
+        """
+        names = [self._source_names[id(v)] for v in self.weights]
+        common = _common_prefix([n.split("/")[:-1] for n in names])
+        groups = {}
+        for variable, name in zip(self.weights, names):
+            parts = name.split("/")
+            key = "/".join(parts[: common + 1]) if len(parts) > common else name
+            groups.setdefault(key, []).append(variable)
+        return groups
 
     def set_trainable_patterns(self, patterns):
         """Fine-tunes only the SavedModel variables whose names match.
@@ -373,10 +413,11 @@ class HubLayer(keras.layers.Layer):
                 kwargs.update(self._signature_kwargs(inputs))
                 result = self._callable(**kwargs)
             else:
+                training_mode = fine_tuning and not self.inference_only
                 if self._has_training:
-                    kwargs["training"] = fine_tuning
+                    kwargs["training"] = training_mode
                 result = self._callable(inputs, **kwargs)
-                if fine_tuning:
+                if training_mode:
                     self._sync_replica_statistics(result)
         except (TypeError, ValueError) as e:
             raise errors.InputSpecError(
@@ -511,6 +552,7 @@ class HubLayer(keras.layers.Layer):
             "tags": self.tags,
             "trainable_patterns": self.trainable_patterns,
             "allow_ops": self.allow_ops,
+            "inference_only": self.inference_only,
         }
         if self._hub_input_shape is not None:
             config["input_shape"] = list(self._hub_input_shape)
@@ -536,6 +578,39 @@ class HubLayer(keras.layers.Layer):
         layer = cls(**config, trainable=False)
         layer.trainable = trainable
         return layer
+
+
+def _capture_order(fn):
+    """Sort key: where the function first captures a variable (its
+    forward order), so weights and groups run bottom to top."""
+    if hasattr(fn, "captured_inputs"):  # a signature's ConcreteFunction
+        concretes = [fn]
+    else:
+        target = _specs.function_of(fn)
+        concretes = getattr(target, "concrete_functions", None) or [target]
+    captures = getattr(concretes[0], "captured_inputs", []) or []
+    position = {id(c): i for i, c in enumerate(captures)}
+
+    def key(variable):
+        if isinstance(variable, tf.distribute.DistributedValues):
+            variable = variable.values[0]  # .handle needs a replica context
+        try:
+            return position.get(id(variable.handle), len(position))
+        except (AttributeError, ValueError):
+            return len(position)
+
+    return key
+
+
+def _common_prefix(paths):
+    if not paths:
+        return 0
+    length = 0
+    for parts in zip(*paths):
+        if len(set(parts)) != 1:
+            break
+        length += 1
+    return length
 
 
 def _mean_aggregated(variables):

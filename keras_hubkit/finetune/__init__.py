@@ -1,0 +1,26 @@
+"""Staged fine-tuning: plans of `Stage`s, run by `StagedFineTuner`.
+
+```python
+import keras_hubkit as hk
+
+plan = [hk.finetune.Stage(2, lr=1e-3),
+        hk.finetune.Stage(3, unfreeze=2, lr=1e-4, layer_decay=0.5)]
+history = hk.finetune.StagedFineTuner(model, plan, loss=...).run(x, y)
+```
+"""
+
+from keras_hubkit.finetune.groups import Group
+from keras_hubkit.finetune.groups import base_groups
+from keras_hubkit.finetune.runner import StagedFineTuner
+from keras_hubkit.finetune.runner import StagedHistory
+from keras_hubkit.finetune.runner import fine_tune
+from keras_hubkit.finetune.stage import Stage
+
+__all__ = [
+    "Group",
+    "Stage",
+    "StagedFineTuner",
+    "StagedHistory",
+    "base_groups",
+    "fine_tune",
+]
