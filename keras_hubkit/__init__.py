@@ -6,6 +6,8 @@ The public API, listed once. Import it as `import keras_hubkit as hk`.
 from keras_hubkit import errors
 from keras_hubkit import finetune
 from keras_hubkit import schedules
+from keras_hubkit.classifier import image_classifier
+from keras_hubkit.classifier import text_classifier
 from keras_hubkit.export import export_saved_model
 from keras_hubkit.hub_layer import HubLayer
 from keras_hubkit.loading import load
@@ -23,8 +25,10 @@ __all__ = [
     "errors",
     "export_saved_model",
     "finetune",
+    "image_classifier",
     "load",
     "resolve",
     "scan",
     "schedules",
+    "text_classifier",
 ]

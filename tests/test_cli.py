@@ -31,7 +31,16 @@ def test_demo_runs_offline(tmp_path):
         timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert (tmp_path / "finetuned" / "saved_model.pb").exists()
+    for method in ("head only", "staged fine-tuning", "from scratch"):
+        assert method in out.stdout
+    for name in (
+        "training_curves.png",
+        "confusion_matrix.png",
+        "publisher_saved_model/saved_model.pb",
+        "classifier/saved_model.pb",
+        "classifier/labels.txt",
+    ):
+        assert (tmp_path / name).exists(), name
 
 
 def test_cache_commands(tmp_path, mul_model, capsys):

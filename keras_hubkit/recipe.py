@@ -1,0 +1,136 @@
+"""Recipes: a classifier run described in a TOML file.
+
+```toml
+[data]
+kind = "image_folder"        # or text_folder, text_csv
+path = "data/flowers"
+
+[model]
+handle = "https://tfhub.dev/google/imagenet/mobilenet_v3_small_075_224/feature_vector/5"
+
+[[stages]]
+epochs = 3
+lr = 0.005
+optimizer = "sgd"
+momentum = 0.9
+
+[output]
+dir = "runs/flowers"
+```
+
+`hubkit run RECIPE --set model.dropout=0.3` overrides any value.
+"""
+
+import copy
+import json
+import os
+
+from keras_hubkit import errors
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+TABLES = ("data", "model", "stages", "search", "output")
+
+
+def load_recipe(path, overrides=()):
+    """Reads a recipe file and applies `key.sub=value` overrides.
+
+    Relative paths in `data.path` and `output.dir` are taken from the
+    recipe's folder.
+
+    Args:
+        path: the TOML file.
+        overrides: strings `"table.key=value"`; the value is parsed as JSON
+            when it can be (`0.3`, `true`, `[224, 224]`), else kept as text.
+            Stages are addressed by index: `stages.0.epochs=1`.
+
+    Returns:
+        The recipe as a dict.
+    """
+    try:
+        with open(path, "rb") as f:
+            recipe = tomllib.load(f)
+    except FileNotFoundError as e:
+        raise errors.RecipeError(f"The recipe {path} does not exist.") from e
+    except tomllib.TOMLDecodeError as e:
+        raise errors.RecipeError(f"{path} is not valid TOML: {e}") from e
+    unknown = sorted(set(recipe) - set(TABLES) - {"name", "description"})
+    if unknown:
+        raise errors.RecipeError(
+            f"{path} has unknown tables {unknown}. Expected {list(TABLES)}."
+        )
+    recipe = apply_overrides(recipe, overrides)
+    base = os.path.dirname(os.path.abspath(path))
+    for table, key in (("data", "path"), ("output", "dir")):
+        value = recipe.get(table, {}).get(key)
+        if value and not os.path.isabs(value) and "://" not in value:
+            recipe[table][key] = os.path.join(base, value)
+    return recipe
+
+
+def apply_overrides(recipe, overrides):
+    """A copy of `recipe` with each `a.b.c=value` set."""
+    recipe = copy.deepcopy(recipe)
+    for item in overrides:
+        if "=" not in item:
+            raise errors.RecipeError(
+                f"--set expects key=value (e.g. model.dropout=0.3). "
+                f"Received: {item!r}."
+            )
+        key, raw = item.split("=", 1)
+        _set(recipe, key.strip().split("."), _parse(raw.strip()), key)
+    return recipe
+
+
+def _set(node, parts, value, key):
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = node[_index(part, node, key)]
+        else:
+            if i == 0 and part not in TABLES:
+                raise errors.RecipeError(
+                    f"Unknown recipe table in {key!r}. Expected one of "
+                    f"{list(TABLES)}."
+                )
+            node = node.setdefault(part, [] if part == "stages" else {})
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(last, node, key)] = value
+    else:
+        node[last] = value
+
+
+def _index(part, node, key):
+    try:
+        return int(part)
+    except ValueError:
+        raise errors.RecipeError(
+            f"{key!r}: stages are addressed by number, e.g. stages.0.epochs."
+        ) from None
+
+
+def _parse(raw):
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def run_recipe(recipe, output_dir=None, verbose="auto"):
+    """Runs a loaded recipe: trains (or searches), evaluates, exports."""
+    from keras_hubkit.classifier import train_classifier
+
+    output_dir = output_dir or recipe.get("output", {}).get("dir")
+    if not output_dir:
+        raise errors.RecipeError(
+            "Where should results go? Set [output] dir in the recipe or pass "
+            "--output."
+        )
+    if recipe.get("search"):
+        from keras_hubkit.tuning import search_recipe
+
+        return search_recipe(recipe, output_dir, verbose=verbose)
+    return train_classifier(recipe, output_dir, verbose=verbose)
