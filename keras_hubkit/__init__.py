@@ -6,6 +6,7 @@ The public API, listed once. Import it as `import keras_hubkit as hk`.
 from keras_hubkit import errors
 from keras_hubkit import finetune
 from keras_hubkit import schedules
+from keras_hubkit import tuning
 from keras_hubkit.classifier import image_classifier
 from keras_hubkit.classifier import text_classifier
 from keras_hubkit.export import export_saved_model
@@ -31,4 +32,5 @@ __all__ = [
     "scan",
     "schedules",
     "text_classifier",
+    "tuning",
 ]

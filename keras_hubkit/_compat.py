@@ -37,3 +37,29 @@ def name_scope(layer):
     from keras.src import backend
 
     return backend.name_scope(layer.name, caller=layer)
+
+
+def patch_keras_tuner_tensorboard():
+    """Lets keras-tuner 1.4 run trials without `tensorboard` installed.
+
+    `Tuner.run_trial` imports `tensorboard.plugins.hparams` on every trial
+    to decorate TensorBoard callbacks, and TensorFlow 2.21 no longer
+    installs tensorboard, so every trial fails. Without tensorboard there
+    is no TensorBoard callback to decorate: skip the step then, and keep
+    keras-tuner's behaviour when tensorboard is present.
+    """
+    import importlib.util
+
+    from keras_tuner.src.engine import tuner as tuner_module
+
+    original = tuner_module.Tuner._configure_tensorboard_dir
+    if getattr(original, "_hubkit_patched", False):
+        return
+
+    def configure(self, callbacks, trial, execution=0):
+        if importlib.util.find_spec("tensorboard") is None:
+            return None
+        return original(self, callbacks, trial, execution)
+
+    configure._hubkit_patched = True
+    tuner_module.Tuner._configure_tensorboard_dir = configure

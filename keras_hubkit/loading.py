@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from keras_hubkit import errors
-from keras_hubkit import scan
+from keras_hubkit.scan import check as check_scan
+from keras_hubkit.scan import scan_path
 from keras_hubkit._redact import redact
 from keras_hubkit.resolver import resolve
 
@@ -67,8 +68,8 @@ def load(
     """
     path = resolve(handle)
     check_saved_model_dir(path, handle)
-    scan.check(
-        scan.scan_path(path),
+    check_scan(
+        scan_path(path),
         redact(str(handle)),
         allow_ops=allow_ops,
         trusted_fingerprints=trusted_fingerprints,

@@ -201,8 +201,36 @@ def scan(handle) -> ScanReport:
     return scan_path(resolve(handle))
 
 
+_REPORTS = {}  # (path, size, mtime) -> ScanReport, for this process
+
+
 def scan_path(path: str) -> ScanReport:
-    """`scan` for a local SavedModel folder."""
+    """`scan` for a local SavedModel folder.
+
+    A report is kept for the life of the process and reused while
+    `saved_model.pb` is unchanged, so search trials that reload a model
+    do not scan it again.
+    """
+    key = _file_key(path)
+    if key is not None and key in _REPORTS:
+        return _REPORTS[key]
+    report = _scan_uncached(path)
+    if key is not None:
+        _REPORTS[key] = report
+    return report
+
+
+def _file_key(path):
+    for name in ("saved_model.pb", "saved_model.pbtxt"):
+        try:
+            stat = os.stat(os.path.join(path, name))
+        except OSError:
+            continue
+        return (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    return None
+
+
+def _scan_uncached(path):
     proto, raw = _read_proto(path)
     graph = _Graph(proto, path)
     return ScanReport(

@@ -334,3 +334,35 @@ def test_cli_reports_bad_data_without_traceback(tmp_path, image_model, capsys):
     )
     assert code == 2
     assert "DataError" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tuned_recipe_searches_then_retrains(image_dir, image_model, tmp_path):
+    out = tmp_path / "tuned"
+    assert (
+        cli.main(
+            [
+                "run",
+                str(RECIPES / "image_tuned.toml"),
+                "--set",
+                f"data.path={image_dir}",
+                "--set",
+                "data.image_size=[8, 8]",
+                "--set",
+                f"model.handle={image_model}",
+                "--set",
+                "search.max_trials=2",
+                "--set",
+                "search.epochs=2",
+                "--set",
+                "search.head_epochs=[1]",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "| trial |" in (out / "trials.md").read_text()
+    assert (out / "search.png").stat().st_size > 0
+    x = data_lib.image_folder(str(image_dir)).x[:2]
+    _check_outputs(out, ["blue", "red"], tf.constant(x))

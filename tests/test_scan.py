@@ -174,3 +174,16 @@ def test_inspect_shows_refusal(load_time_writer, capsys):
     out = capsys.readouterr().out
     assert "RUNS AT LOAD TIME" in out and "Not loaded" in out
     assert not os.path.exists(canary)
+
+
+def test_reports_are_reused_while_the_file_is_unchanged(mul_model, tmp_path):
+    import shutil
+
+    from keras_hubkit.scan import scan_path
+
+    path = str(tmp_path / "m")
+    shutil.copytree(mul_model, path)
+    first = scan_path(path)
+    assert scan_path(path) is first
+    hostile.rename_op(path, "Mul", "EvilCustomOp")  # rewrites the file
+    assert scan_path(path).unregistered_ops == ("EvilCustomOp",)

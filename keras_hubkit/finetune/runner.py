@@ -125,6 +125,7 @@ class StagedFineTuner:
         steps_per_epoch=None,
         callbacks=None,
         verbose="auto",
+        initial_epoch=0,
         **fit_kwargs,
     ):
         """Runs every stage; returns a `StagedHistory`.
@@ -137,6 +138,8 @@ class StagedFineTuner:
             steps_per_epoch: as for `model.fit` (also sizes schedules).
             callbacks: callbacks for every stage.
             verbose: as for `model.fit`.
+            initial_epoch: start here, in the stage that holds this epoch
+                (Hyperband continues promoted trials part-way).
             **fit_kwargs: more `model.fit` arguments.
         """
         monitor = self.monitor or ("val_loss" if validation_data else "loss")
@@ -145,6 +148,11 @@ class StagedFineTuner:
         best = cb.BestWeights(monitor, self.checkpoint_path)
         steps = steps_per_epoch or _steps_per_epoch(x, batch_size)
         start_stage, start_epoch = self._resume(history)
+        if not start_epoch and initial_epoch:
+            start_stage, start_epoch = (
+                self._stage_at(initial_epoch),
+                initial_epoch,
+            )
         first_epoch = sum(s.epochs for s in self.stages[:start_stage])
         for index in range(start_stage, len(self.stages)):
             stage = self.stages[index]
@@ -358,15 +366,26 @@ class StagedFineTuner:
         history.history = state["history"]
         history.epoch = list(range(done))
         history.stage_lrs = state["stage_lrs"][: state["stage"]]
-        stage, boundary = 0, 0
-        for stage, s in enumerate(self.stages):  # noqa: B007
-            if done < boundary + s.epochs:
-                break
-            boundary += s.epochs
-        else:
-            stage = len(self.stages)
+        stage = self._stage_at(done)
         print(f"Resuming after epoch {done} (stage {stage + 1}).")
         return stage, done
+
+    def _stage_at(self, epoch):
+        """The index of the stage that trains `epoch` (0-based)."""
+        boundary = 0
+        for index, stage in enumerate(self.stages):
+            if epoch < boundary + stage.epochs:
+                return index
+            boundary += stage.epochs
+        return len(self.stages)
+
+    def apply_trainability(self, index=-1):
+        """Sets trainability (and the BatchNorm policy) as stage `index`
+        does, without training: e.g. to rebuild a model as it was at the
+        end of a run."""
+        stage = self.stages[index]
+        groups = grouping.base_groups(self.model, self.base)
+        self._set_trainable(grouping.select(groups, stage.unfreeze))
 
     def _restore_optimizer(self):
         values = cb.load_optimizer_values(self._backup_folder())

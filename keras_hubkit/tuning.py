@@ -1,0 +1,531 @@
+"""Hyperparameter search of staged fine-tuning with keras-tuner.
+
+`HubClassifierHyperModel` searches the model (handle among candidates, head
+width and depth, dropout, label smoothing) in `build(hp)` and the plan
+(head-only epochs, how many groups to unfreeze, the base learning rate and
+its layer-wise decay, the last two only when something is unfrozen) in
+`fit(hp, model, ...)`. It works with every keras-tuner tuner; Hyperband's
+part-way continuation picks the stage from the epoch index.
+
+Importing this module also makes keras-tuner 1.4 skip its TensorBoard setup
+when `tensorboard` is not installed (TensorFlow 2.21 no longer installs it,
+and keras-tuner would otherwise fail every trial).
+"""
+
+import hashlib
+import logging
+import math
+import os
+
+import keras
+import keras_tuner
+import numpy as np
+
+from keras_hubkit import _compat
+from keras_hubkit import errors
+from keras_hubkit.finetune import Stage
+from keras_hubkit.finetune import StagedFineTuner
+from keras_hubkit.hub_layer import HubLayer
+from keras_hubkit.resolver import resolve
+
+logger = logging.getLogger(__name__)
+
+_compat.patch_keras_tuner_tensorboard()
+
+TUNERS = {
+    "random": keras_tuner.RandomSearch,
+    "bayesian": keras_tuner.BayesianOptimization,
+    "hyperband": keras_tuner.Hyperband,
+    "grid": keras_tuner.GridSearch,
+}
+
+
+class TrialDivergedError(
+    errors.HubkitError, keras_tuner.errors.FailedTrialError
+):
+    """A trial's loss became NaN or infinite: keras-tuner records the trial
+    as failed (not retried) and the search goes on."""
+
+
+class HubClassifierHyperModel(keras_tuner.HyperModel):
+    """A `keras_tuner.HyperModel` for classifiers on a TF Hub base.
+
+    Args:
+        handles: a handle or a list of candidate handles (`hp.Choice`).
+        num_classes: how many classes.
+        input_shape: the input shape without batch, e.g. `(224, 224, 3)`;
+            `()` (the default) means a batch of strings (a text model).
+        dropout: candidate dropout rates.
+        head_widths: candidate hidden widths (0: a linear head).
+        head_depths: candidate numbers of hidden layers (used when the width
+            is not 0).
+        label_smoothing: candidate label smoothing values.
+        head_epochs: candidate head-only epochs of the plan.
+        unfreeze_groups: candidate numbers of top base groups to unfreeze
+            after the head-only stage (0: the base stays frozen).
+        base_lr: `(low, high)` range (log scale) of the unfrozen stage's rate.
+        layer_decay: `(low, high)` range of the layer-wise decay.
+        head_lr: the head-only stage's learning rate.
+        build_head: optional `build_head(hp, features) -> logits`, to search
+            your own head; the staged `fit` is reused.
+        cache_features: train head-only trials on base features computed
+            once per handle (same results as uncached when the head has no
+            dropout; with dropout, random masks differ).
+        metrics: metrics to compile (default `["accuracy"]`).
+
+    Example:
+
+    ```python
+    hypermodel = hk.tuning.HubClassifierHyperModel(
+        ["/models/a", "/models/b"], num_classes=5, input_shape=(224, 224, 3))
+    tuner = keras_tuner.RandomSearch(
+        hypermodel, objective="val_accuracy", max_trials=10)
+    tuner.search(x, y, epochs=6, validation_data=(x_val, y_val))
+    ```
+    """
+
+    def __init__(
+        self,
+        handles,
+        num_classes,
+        *,
+        input_shape=(),
+        dropout=(0.0, 0.2),
+        head_widths=(0,),
+        head_depths=(1,),
+        label_smoothing=(0.0,),
+        head_epochs=(1, 2),
+        unfreeze_groups=(0, 1, 2),
+        base_lr=(1e-5, 1e-3),
+        layer_decay=(0.5, 0.9),
+        head_lr=1e-3,
+        build_head=None,
+        cache_features=False,
+        metrics=("accuracy",),
+        name="hub_classifier",
+    ):
+        super().__init__(name=name)
+        self.handles = [handles] if isinstance(handles, str) else list(handles)
+        # Resolve once per process: trials then find the model on disk.
+        self.paths = {h: resolve(h) for h in self.handles}
+        self.num_classes = num_classes
+        self.input_shape = tuple(input_shape)
+        self.space = {
+            "dropout": list(dropout),
+            "head_width": list(head_widths),
+            "head_depth": list(head_depths),
+            "label_smoothing": list(label_smoothing),
+            "head_epochs": list(head_epochs),
+            "unfreeze_groups": list(unfreeze_groups),
+        }
+        self.base_lr, self.layer_decay = tuple(base_lr), tuple(layer_decay)
+        self.head_lr = head_lr
+        self.build_head = build_head
+        self.cache_features = cache_features
+        self.metrics = list(metrics)
+        self._feature_cache = {}
+
+    # ------------------------------------------------------------- build
+    def build(self, hp):
+        handle = hp.Choice("handle", self.handles)
+        inputs = self._input()
+        base = HubLayer(self.paths[handle], name="base")
+        features = base(inputs)
+        if self.build_head is not None:
+            logits = self.build_head(hp, features)
+        else:
+            logits = self._default_head(hp, features)
+        model = keras.Model(inputs, logits)
+        # The model as it is at the end of its trial (get_best_models):
+        # trainability of the final stage; fit() resets it per stage.
+        self._runner(
+            hp, model, epochs=self._max_epochs(hp)
+        ).apply_trainability()
+        return model
+
+    def _input(self):
+        if self.input_shape == ():
+            return keras.Input((), dtype="string", name="text")
+        return keras.Input(self.input_shape, name="image")
+
+    def _default_head(self, hp, x):
+        width = hp.Choice("head_width", self.space["head_width"])
+        if width:
+            with hp.conditional_scope(
+                "head_width", [w for w in self.space["head_width"] if w]
+            ):
+                depth = hp.Choice("head_depth", self.space["head_depth"])
+            for i in range(depth):
+                x = keras.layers.Dense(
+                    width, activation="relu", name=f"hidden_{i}"
+                )(x)
+        rate = hp.Choice("dropout", self.space["dropout"])
+        if rate:
+            x = keras.layers.Dropout(rate, name="dropout")(x)
+        return keras.layers.Dense(self.num_classes, name="logits")(x)
+
+    # --------------------------------------------------------------- fit
+    def _plan(self, hp, epochs):
+        head = min(hp.Choice("head_epochs", self.space["head_epochs"]), epochs)
+        groups = hp.Choice("unfreeze_groups", self.space["unfreeze_groups"])
+        unfrozen = [g for g in self.space["unfreeze_groups"] if g]
+        stages = [Stage(max(head, 1), lr=self.head_lr, name="head")]
+        if unfrozen:
+            with hp.conditional_scope("unfreeze_groups", unfrozen):
+                lr = hp.Float("base_lr", *self.base_lr, sampling="log")
+                decay = hp.Float("layer_decay", *self.layer_decay)
+        if groups and epochs > head:
+            stages.append(
+                Stage(
+                    epochs - head,
+                    unfreeze=groups,
+                    lr=lr,
+                    layer_decay=decay,
+                    schedule="cosine",
+                    name="unfrozen",
+                )
+            )
+        return stages
+
+    def _max_epochs(self, hp):
+        return max(self.space["head_epochs"]) + 1
+
+    def _runner(self, hp, model, epochs):
+        smoothing = hp.Choice("label_smoothing", self.space["label_smoothing"])
+        loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=smoothing
+        )
+        return StagedFineTuner(
+            model, self._plan(hp, epochs), loss=loss, metrics=self.metrics
+        )
+
+    def fit(
+        self,
+        hp,
+        model,
+        x,
+        y=None,
+        *,
+        epochs=None,
+        initial_epoch=0,
+        validation_data=None,
+        callbacks=None,
+        verbose=0,
+        **kwargs,
+    ):
+        """Runs the staged plan the hyperparameters choose."""
+        epochs = epochs or self._max_epochs(hp)
+        runner = self._runner(hp, model, epochs)
+        y = _one_hot(y, self.num_classes)
+        validation_data = _one_hot_pair(validation_data, self.num_classes)
+        if (
+            self.cache_features
+            and len(runner.stages) == 1
+            and not initial_epoch
+            and not isinstance(x, dict)
+        ):
+            history = self._fit_on_features(
+                hp,
+                model,
+                runner,
+                x,
+                y,
+                validation_data,
+                callbacks,
+                verbose,
+                **kwargs,
+            )
+        else:
+            history = runner.run(
+                x,
+                y,
+                validation_data=validation_data,
+                callbacks=callbacks,
+                verbose=verbose,
+                initial_epoch=initial_epoch,
+                **kwargs,
+            )
+        if history.stopped_on_nan:
+            raise TrialDivergedError(
+                f"The loss became NaN with {hp.values}; the trial is "
+                "recorded as failed and the search goes on."
+            )
+        result = keras.callbacks.History()
+        result.history = {
+            k: v for k, v in history.history.items() if k != "stage"
+        }
+        result.epoch = history.epoch
+        return result
+
+    def _fit_on_features(
+        self,
+        hp,
+        model,
+        runner,
+        x,
+        y,
+        validation_data,
+        callbacks,
+        verbose,
+        **kwargs,
+    ):
+        """Head-only trial: the frozen base runs once per handle and data."""
+        base = model.get_layer("base")
+        features = self._features(hp.get("handle"), base, x)
+        head_in = keras.Input(features.shape[1:])
+        head_out = head_in
+        for layer in model.layers[model.layers.index(base) + 1 :]:
+            head_out = layer(head_out)
+        head = keras.Model(head_in, head_out)
+        val = None
+        if validation_data is not None:
+            val = (
+                self._features(hp.get("handle"), base, validation_data[0]),
+                validation_data[1],
+            )
+        stage_runner = StagedFineTuner(
+            head, runner.stages, loss=runner.loss, metrics=self.metrics
+        )
+        forwarded = [_ForwardTo(model, c) for c in callbacks or []]
+        return stage_runner.run(
+            features,
+            y,
+            validation_data=val,
+            callbacks=forwarded,
+            verbose=verbose,
+            **kwargs,
+        )
+
+    def _features(self, handle, base, x):
+        key = (handle, _fingerprint(x))
+        if key not in self._feature_cache:
+            self._feature_cache[key] = np.asarray(
+                keras.Sequential([base]).predict(x, verbose=0, batch_size=256)
+            )
+        return self._feature_cache[key]
+
+
+class _ForwardTo(keras.callbacks.Callback):
+    """Runs keras-tuner's callbacks against the full model (whose weights
+    the head shares) while only the head trains."""
+
+    def __init__(self, model, inner):
+        super().__init__()
+        self.inner = inner
+        inner.set_model(model)
+
+    def set_model(self, model):
+        pass
+
+    def __getattribute__(self, name):
+        if name.startswith("on_"):
+            return getattr(object.__getattribute__(self, "inner"), name)
+        return object.__getattribute__(self, name)
+
+
+def search_report(tuner, output_dir):
+    """Writes `trials.md` (a table) and `search.png` (objective per trial
+    and per hyperparameter); returns the table as text."""
+    trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
+    names = sorted(
+        {
+            k
+            for t in trials
+            for k in t.hyperparameters.values
+            if not k.startswith("tuner/")
+        }
+    )
+    header = ["trial", "status", "score", *names]
+    rows = [
+        [
+            t.trial_id,
+            t.status,
+            _fmt(t.score),
+            *[_fmt(t.hyperparameters.values.get(n, "")) for n in names],
+        ]
+        for t in trials
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    table = "\n".join(lines)
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "trials.md"), "w") as f:
+        f.write(table + "\n")
+    _plot_search(
+        trials,
+        names,
+        tuner.oracle.objective.name,
+        os.path.join(output_dir, "search.png"),
+    )
+    return table
+
+
+def _plot_search(trials, names, objective, path):
+    from keras_hubkit.plots import _pyplot
+
+    plt = _pyplot()
+    scored = [t for t in trials if t.score is not None]
+    panels = 1 + len(names)
+    cols = min(panels, 3)
+    rows = math.ceil(panels / cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False
+    )
+    axes = axes.ravel()
+    axes[0].plot(range(1, len(scored) + 1), [t.score for t in scored], "o-")
+    axes[0].set_xlabel("trial")
+    axes[0].set_ylabel(objective)
+    for ax, name in zip(axes[1:], names):
+        points = [
+            (t.hyperparameters.values.get(name), t.score)
+            for t in scored
+            if name in t.hyperparameters.values
+        ]
+        ax.plot([str(p[0]) for p in points], [p[1] for p in points], "o")
+        ax.set_xlabel(name)
+        ax.set_ylabel(objective)
+    for ax in axes[panels:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def search_recipe(recipe, output_dir, verbose="auto"):
+    """Runs a recipe's `[search]`, then retrains the best plan and exports."""
+    from keras_hubkit.classifier import load_data
+    from keras_hubkit.classifier import train_classifier
+
+    search = dict(recipe["search"])
+    data_config = recipe.get("data", {})
+    dataset = load_data(data_config)
+    seed = int(data_config.get("seed", 0))
+    train, _ = dataset.split(data_config.get("test_split", 0.2), seed)
+    train, val = train.split(data_config.get("validation_split", 0.2), seed)
+    model_config = recipe.get("model", {})
+    hypermodel = HubClassifierHyperModel(
+        model_config["handle"],
+        len(dataset.class_names),
+        input_shape=train.x.shape[1:] if train.x.dtype != object else (),
+        dropout=search.get("dropout", (0.0, 0.2)),
+        head_epochs=search.get("head_epochs", (1, 2)),
+        unfreeze_groups=search.get("unfreeze_groups", (0, 1, 2)),
+        base_lr=search.get("base_lr", (1e-5, 1e-3)),
+        layer_decay=search.get("layer_decay", (0.5, 0.9)),
+        label_smoothing=[model_config.get("label_smoothing", 0.0)],
+        cache_features=search.get("cache_features", False),
+    )
+    epochs = int(search.get("epochs", 4))
+    tuner = make_tuner(
+        search.get("tuner", "random"),
+        hypermodel,
+        max_trials=int(search.get("max_trials", 4)),
+        max_epochs=epochs,
+        directory=os.path.join(output_dir, "search"),
+    )
+    tuner.search(
+        _as_input(train.x),
+        train.y,
+        epochs=epochs,
+        validation_data=(_as_input(val.x), val.y),
+        verbose=0,
+    )
+    print(search_report(tuner, output_dir))
+    best = tuner.get_best_hyperparameters(1)[0].values
+    final = dict(recipe)
+    final["model"] = {
+        "handle": model_config["handle"],
+        "dropout": best.get("dropout", 0.0),
+        "label_smoothing": model_config.get("label_smoothing", 0.0),
+    }
+    final["stages"] = [
+        {
+            "epochs": s.epochs,
+            "unfreeze": s.unfreeze,
+            "lr": s.lr,
+            **({"layer_decay": s.layer_decay} if s.layer_decay else {}),
+        }
+        for s in hypermodel._plan(_Fixed(best), epochs)
+    ]
+    final.pop("search")
+    print(
+        f"Best hyperparameters: {best}\nRetraining them into the final model."
+    )
+    result = train_classifier(final, output_dir, verbose=verbose)
+    result["paths"]["trials"] = os.path.join(output_dir, "trials.md")
+    result["paths"]["search_plot"] = os.path.join(output_dir, "search.png")
+    return result
+
+
+def make_tuner(
+    name, hypermodel, *, max_trials, max_epochs, objective="val_loss", **kwargs
+):
+    """A keras-tuner tuner by name (random, bayesian, hyperband, grid)."""
+    if name not in TUNERS:
+        raise errors.RecipeError(
+            f"Unknown tuner {name!r}. Expected one of {sorted(TUNERS)}."
+        )
+    if name == "hyperband":
+        return keras_tuner.Hyperband(
+            hypermodel, objective=objective, max_epochs=max_epochs, **kwargs
+        )
+    return TUNERS[name](
+        hypermodel, objective=objective, max_trials=max_trials, **kwargs
+    )
+
+
+class _Fixed:
+    """Replays chosen hyperparameter values (for the final retraining)."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def Choice(self, name, values, **kwargs):
+        return self.values.get(name, values[0])
+
+    def Float(self, name, low, high, **kwargs):
+        return self.values.get(name, low)
+
+    def conditional_scope(self, *args):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def _fingerprint(x):
+    array = np.asarray(x)
+    digest = hashlib.sha1(
+        array.tobytes()
+        if array.dtype != object
+        else "\x00".join(map(str, array)).encode()
+    )
+    return (array.shape, digest.hexdigest())
+
+
+def _one_hot(y, num_classes):
+    if y is None:
+        return None
+    y = np.asarray(y)
+    if y.ndim == 1:
+        return np.eye(num_classes, dtype="float32")[y.astype(int)]
+    return y
+
+
+def _one_hot_pair(data, num_classes):
+    if data is None:
+        return None
+    return (data[0], _one_hot(data[1], num_classes))
+
+
+def _as_input(x):
+    if x.dtype == object:
+        import tensorflow as tf
+
+        return tf.constant(list(x))
+    return x
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value

@@ -1,0 +1,273 @@
+"""keras-tuner search of staged fine-tuning plans."""
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_hubkit as hk
+from keras_hubkit.tuning import HubClassifierHyperModel
+
+
+def _data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 8, 8, 3), "float32")
+    return x, (x[..., 0].mean((1, 2)) > 0.5).astype(int)
+
+
+def _search(tuner, x, y, epochs=2):
+    keras.utils.set_random_seed(0)
+    tuner.search(x, y, epochs=epochs, validation_data=(x, y), verbose=0)
+    return tuner
+
+
+def _statuses(tuner):
+    return sorted(t.status for t in tuner.oracle.trials.values())
+
+
+@pytest.mark.parametrize("name", ["random", "bayesian", "hyperband", "grid"])
+def test_every_tuner_completes(name, image_model, tmp_path):
+    hypermodel = HubClassifierHyperModel(
+        image_model,
+        2,
+        input_shape=(8, 8, 3),
+        head_epochs=[1],
+        unfreeze_groups=[0, 1],
+        dropout=[0.0],
+    )
+    tuner = hk.tuning.make_tuner(
+        name, hypermodel, max_trials=2, max_epochs=3, directory=str(tmp_path)
+    )
+    x, y = _data()
+    _search(tuner, x, y, epochs=3)
+    statuses = _statuses(tuner)
+    assert statuses and set(statuses) == {"COMPLETED"}
+    assert tuner.get_best_hyperparameters(1)[0].values["handle"] == (
+        image_model
+    )
+
+
+def test_unfreeze_depth_shows_in_changed_weights(image_model, tmp_path):
+    hypermodel = HubClassifierHyperModel(
+        image_model,
+        2,
+        input_shape=(8, 8, 3),
+        head_epochs=[1],
+        unfreeze_groups=[1],
+        dropout=[0.0],
+        base_lr=(1e-2, 1e-2),
+        layer_decay=(1.0, 1.0),
+    )
+    tuner = keras_tuner.RandomSearch(
+        hypermodel, objective="val_loss", max_trials=1, directory=str(tmp_path)
+    )
+    x, y = _data()
+    _search(tuner, x, y, epochs=3)
+    best = tuner.get_best_models(1)[0]
+    base = best.get_layer("base")
+    original = tf.saved_model.load(image_model)
+    found = {base.source_name(v): v.numpy() for v in base.weights}
+    assert not np.allclose(found["block2/dense/kernel"], original.head.numpy())
+    np.testing.assert_allclose(
+        found["block1/conv/kernel"], original.kernel.numpy()
+    )
+    # The model as it was at the end of its trial: block2 trainable only.
+    assert base.trainable
+    assert [base.source_name(v) for v in base.trainable_weights] == [
+        "block2/dense/kernel"
+    ]
+
+
+def test_cached_features_match_uncached(image_model, tmp_path):
+    x, y = _data()
+    scores = []
+    for cache in (False, True):
+        hypermodel = HubClassifierHyperModel(
+            image_model,
+            2,
+            input_shape=(8, 8, 3),
+            head_epochs=[3],
+            unfreeze_groups=[0],
+            dropout=[0.0],
+            cache_features=cache,
+        )
+        tuner = keras_tuner.RandomSearch(
+            hypermodel,
+            objective="val_loss",
+            max_trials=1,
+            directory=str(tmp_path),
+            project_name=f"cache_{cache}",
+            seed=3,
+        )
+        _search(tuner, x, y, epochs=3)
+        trial = tuner.oracle.get_best_trials(1)[0]
+        scores.append(trial.score)
+        best = tuner.get_best_models(1)[0]
+        scores.append(
+            float(
+                best.evaluate(x, np.eye(2)[y], verbose=0, return_dict=True)[
+                    "loss"
+                ]
+            )
+            if best.compiled
+            else None
+        )
+    assert scores[0] == pytest.approx(scores[2], rel=1e-4)
+    assert len(hypermodel._feature_cache) == 1  # computed once, reused
+
+
+def test_diverged_trial_fails_and_search_goes_on(image_model, tmp_path):
+    class Diverging(HubClassifierHyperModel):
+        def _plan(self, hp, epochs):
+            stages = super()._plan(hp, epochs)
+            if hp.get("dropout") == 0.2:
+                stages[0].lr = float("inf")  # diverges at once
+                stages[0].optimizer = lambda lr: keras.optimizers.SGD(lr)
+            return stages
+
+    hypermodel = Diverging(
+        image_model,
+        2,
+        input_shape=(8, 8, 3),
+        dropout=[0.0, 0.2],
+        head_epochs=[2],
+        unfreeze_groups=[0],
+    )
+    tuner = keras_tuner.GridSearch(
+        hypermodel, objective="val_loss", max_trials=2, directory=str(tmp_path)
+    )
+    x, y = _data()
+    _search(tuner, x, y)
+    assert _statuses(tuner) == ["COMPLETED", "FAILED"]
+    failed = next(
+        t for t in tuner.oracle.trials.values() if t.status == "FAILED"
+    )
+    assert "NaN" in failed.message
+    assert tuner.get_best_hyperparameters(1)[0].values["dropout"] == 0.0
+
+
+def test_search_killed_mid_trial_resumes_without_repeats(image_model, tmp_path):
+    calls = []
+    kill = {"at_call": 2}
+
+    class Counting(HubClassifierHyperModel):
+        def fit(self, hp, model, *args, **kwargs):
+            calls.append(hp.values["dropout"])
+            if len(calls) == kill.get("at_call"):
+                raise KeyboardInterrupt("killed mid-trial")
+            return super().fit(hp, model, *args, **kwargs)
+
+    def tuner():
+        hypermodel = Counting(
+            image_model,
+            2,
+            input_shape=(8, 8, 3),
+            dropout=[0.0, 0.1, 0.2],
+            head_epochs=[1],
+            unfreeze_groups=[0],
+        )
+        # (GridSearch of keras-tuner 1.4.8 cannot reload its own state.)
+        return keras_tuner.RandomSearch(
+            hypermodel,
+            objective="val_loss",
+            max_trials=3,
+            seed=7,
+            directory=str(tmp_path),
+            overwrite=False,
+        )
+
+    x, y = _data()
+    with pytest.raises(KeyboardInterrupt):
+        _search(tuner(), x, y)
+    assert len(calls) == 2
+    finished = calls[0]
+    kill.clear()
+    resumed = _search(tuner(), x, y)
+    assert calls.count(finished) == 1  # the finished trial did not run again
+    assert sorted(set(calls)) == [0.0, 0.1, 0.2]
+    assert _statuses(resumed).count("COMPLETED") == 3
+
+
+def test_search_report_table_and_plot(image_model, tmp_path):
+    hypermodel = HubClassifierHyperModel(
+        image_model,
+        2,
+        input_shape=(8, 8, 3),
+        head_epochs=[1],
+        unfreeze_groups=[0, 1],
+        dropout=[0.0],
+    )
+    tuner = keras_tuner.GridSearch(
+        hypermodel, objective="val_loss", max_trials=2, directory=str(tmp_path)
+    )
+    x, y = _data()
+    _search(tuner, x, y)
+    table = hk.tuning.search_report(tuner, str(tmp_path / "report"))
+    assert "unfreeze_groups" in table and "COMPLETED" in table
+    assert (tmp_path / "report" / "search.png").stat().st_size > 0
+
+
+def test_tensorboard_free_trials(image_model):
+    from keras_tuner.src.engine import tuner as tuner_module
+
+    assert tuner_module.Tuner._configure_tensorboard_dir._hubkit_patched
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_SEARCH = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import numpy as np, keras_tuner
+    import keras_hubkit as hk
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 8, 8, 3), "float32")
+    y = (x[..., 0].mean((1, 2)) > 0.5).astype(int)
+    hypermodel = hk.tuning.HubClassifierHyperModel(
+        sys.argv[1], 2, input_shape=(8, 8, 3), head_epochs=[1],
+        unfreeze_groups=[0, 1], dropout=[0.0, 0.2])
+    tuner = keras_tuner.RandomSearch(
+        hypermodel, objective="val_loss", max_trials=4,
+        directory=sys.argv[2], project_name="distributed")
+    tuner.search(x, y, epochs=2, validation_data=(x, y), verbose=0)
+    print("DONE", os.environ["KERASTUNER_TUNER_ID"])
+    """
+)
+
+
+@pytest.mark.slow
+def test_distributed_search_chief_and_two_workers(image_model, tmp_path):
+    port = str(_free_port())
+    procs = {}
+    for tuner_id in ("chief", "tuner0", "tuner1"):
+        env = {
+            **os.environ,
+            "KERASTUNER_TUNER_ID": tuner_id,
+            "KERASTUNER_ORACLE_IP": "127.0.0.1",
+            "KERASTUNER_ORACLE_PORT": port,
+        }
+        procs[tuner_id] = subprocess.Popen(
+            [sys.executable, "-c", _SEARCH, image_model, str(tmp_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    outputs = {k: p.communicate(timeout=500) for k, p in procs.items()}
+    for tuner_id in ("tuner0", "tuner1"):
+        out, err = outputs[tuner_id]
+        assert f"DONE {tuner_id}" in out, err[-3000:]
+    trials = list((tmp_path / "distributed").glob("trial_*/trial.json"))
+    assert len(trials) == 4
