@@ -1,0 +1,68 @@
+"""Quality on a real transfer task (the demo's: scikit-learn digits; a
+publisher learns the ten digits on one half, the consumer learns even/odd
+on the other half from few labels): staged fine-tuning vs head-only vs
+naive full fine-tuning vs training from scratch, over several seeds.
+
+    python benchmarks/bench_quality.py [--quick]
+"""
+
+import argparse
+import os
+import statistics
+import tempfile
+
+import _common
+import keras
+import numpy as np
+
+import keras_hubkit as hk
+from keras_hubkit import demo
+from keras_hubkit.finetune import Stage
+from keras_hubkit.finetune import StagedFineTuner
+
+
+def full_fine_tuning(published, train, epochs):
+    """Naive: everything trainable from the first step, one rate."""
+    base = hk.HubLayer(published, trainable=True, name="base")
+    model = demo._classifier(base)
+    model.compile(keras.optimizers.Adam(1e-2), demo.LOSS)
+    model.fit(*train, epochs=epochs, batch_size=16, verbose=0)
+    return model, None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
+    methods = {
+        "head only": demo._head_only,
+        "staged": demo._staged,
+        "full fine-tuning (naive)": full_fine_tuning,
+        "from scratch": demo._scratch,
+    }
+    x, y = demo._digits()
+    scores = {m: [] for m in methods}
+    for seed in seeds:
+        keras.utils.set_random_seed(seed)
+        source = np.random.default_rng(seed).random(len(y)) < 0.5
+        with tempfile.TemporaryDirectory() as tmp:
+            published = os.path.join(tmp, "publisher")
+            demo._publish(x[source], y[source], published, epochs=20)
+            train, test = demo._few_shot_split(x[~source], y[~source] % 2,
+                                               seed)
+            for name, fn in methods.items():
+                keras.utils.set_random_seed(seed)
+                model, _ = fn(published, train, 40)
+                scores[name].append(demo._accuracy(model, test))
+    summary = {m: {"mean": statistics.mean(s), "min": min(s), "max": max(s),
+                   "per_seed": s} for m, s in scores.items()}
+    for name, row in summary.items():
+        print(f"{name:26} mean {row['mean']:.3f} "
+              f"(min {row['min']:.3f}, max {row['max']:.3f})")
+    _common.save("quality", {"seeds": seeds, "accuracy": summary,
+                             "shots_per_class": demo.SHOTS})
+
+
+if __name__ == "__main__":
+    main()
