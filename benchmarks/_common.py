@@ -12,8 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
-REAL = os.path.join(os.path.dirname(ROOT), "shared", "testdata",
-                    "real_models")
+REAL = os.path.join(os.path.dirname(ROOT), "shared", "testdata", "real_models")
 sys.path.insert(0, os.path.join(ROOT, "tests"))  # the fixture builders
 
 
@@ -41,8 +40,12 @@ def interleaved(cases, repeats, warmup=2):
 def stats(samples):
     """Median and interquartile range (seconds)."""
     q = statistics.quantiles(samples, n=4) if len(samples) > 1 else [0, 0, 0]
-    return {"median": statistics.median(samples), "p25": q[0], "p75": q[2],
-            "n": len(samples)}
+    return {
+        "median": statistics.median(samples),
+        "p25": q[0],
+        "p75": q[2],
+        "n": len(samples),
+    }
 
 
 def ratio(times, ours, peer):
@@ -60,9 +63,12 @@ def environment():
     import numpy
     import tensorflow as tf
 
-    versions = {"python": platform.python_version(), "tensorflow":
-                tf.__version__, "keras": keras.__version__,
-                "numpy": numpy.__version__}
+    versions = {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+    }
     for name in ("tf_keras", "tensorflow_hub", "keras_tuner"):
         try:
             module = __import__(name)
@@ -84,8 +90,12 @@ def save(name, results):
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"{name}.json")
     with open(path, "w") as f:
-        json.dump({"environment": environment(), **results}, f, indent=1,
-                  default=float)
+        json.dump(
+            {"environment": environment(), **results},
+            f,
+            indent=1,
+            default=float,
+        )
     print(f"wrote {path}")
     return path
 

@@ -23,27 +23,49 @@ import numpy as np
 import tensorflow as tf
 
 import keras_hubkit as hk
+
 import models
 
-MOBILENET = os.path.join(_common.REAL,
-                         "mobilenet_v3_small_075_224_feature_vector_5")
+MOBILENET = os.path.join(
+    _common.REAL, "mobilenet_v3_small_075_224_feature_vector_5"
+)
 
 
 def model_specs(workdir):
     """(name, path, make_input(batch), batches) for each model shape."""
     specs = []
     if os.path.isdir(MOBILENET):
-        specs.append(("image: MobileNetV3 (real TF Hub)", MOBILENET,
-                      lambda b: tf.random.uniform((b, 224, 224, 3)), (1, 32)))
-    text = models.save_text_embedding(os.path.join(workdir, "text", "m"),
-                                      dim=64)
+        specs.append(
+            (
+                "image: MobileNetV3 (real TF Hub)",
+                MOBILENET,
+                lambda b: tf.random.uniform((b, 224, 224, 3)),
+                (1, 32),
+            )
+        )
+    text = models.save_text_embedding(
+        os.path.join(workdir, "text", "m"), dim=64
+    )
     words = np.array(models.VOCAB)
-    specs.append(("text: string embedding", text,
-                  lambda b: tf.constant([" ".join(np.random.choice(words, 8))
-                                         for _ in range(b)]), (1, 256)))
+    specs.append(
+        (
+            "text: string embedding",
+            text,
+            lambda b: tf.constant(
+                [" ".join(np.random.choice(words, 8)) for _ in range(b)]
+            ),
+            (1, 256),
+        )
+    )
     tiny = models.save_mul_model(os.path.join(workdir, "tiny"))
-    specs.append(("tiny: x * v (per-call overhead)", tiny,
-                  lambda b: tf.random.uniform((b, 1)), (1, 1024)))
+    specs.append(
+        (
+            "tiny: x * v (per-call overhead)",
+            tiny,
+            lambda b: tf.random.uniform((b, 1)),
+            (1, 1024),
+        )
+    )
     return specs
 
 
@@ -51,8 +73,7 @@ def model_specs(workdir):
 def raw_path(path, x):
     obj = tf.saved_model.load(path)
     variables = list(obj.trainable_variables)
-    has_training = "training" in str(getattr(obj.__call__,
-                                             "function_spec", ""))
+    has_training = "training" in str(getattr(obj.__call__, "function_spec", ""))
 
     def call(inputs, training):
         return obj(inputs, training=training) if has_training else obj(inputs)
@@ -75,10 +96,13 @@ def raw_path(path, x):
         return loss
 
     target = np.zeros(predict(x).shape, "float32")
-    return {"predict": lambda: predict(x).numpy(),
-            "train": lambda: train(x).numpy(),
-            "fit": lambda: [train(x) for _ in range(5)][-1].numpy(),
-            "obj": obj, "target": target}
+    return {
+        "predict": lambda: predict(x).numpy(),
+        "train": lambda: train(x).numpy(),
+        "fit": lambda: [train(x) for _ in range(5)][-1].numpy(),
+        "obj": obj,
+        "target": target,
+    }
 
 
 def keras3_path(layer, x, target):
@@ -88,10 +112,12 @@ def keras3_path(layer, x, target):
     model.compile(keras.optimizers.SGD(0.001), "mse")
     model.predict_on_batch(x)
     data = tf.data.Dataset.from_tensors((x, target)).repeat(5)
-    return {"predict": lambda: model.predict_on_batch(x),
-            "train": lambda: model.train_on_batch(x, target),
-            "fit": lambda: model.fit(data, epochs=1, verbose=0),
-            "model": model}
+    return {
+        "predict": lambda: model.predict_on_batch(x),
+        "train": lambda: model.train_on_batch(x, target),
+        "fit": lambda: model.fit(data, epochs=1, verbose=0),
+        "model": model,
+    }
 
 
 def tf_keras_path(path, x, target):
@@ -102,10 +128,12 @@ def tf_keras_path(path, x, target):
     model.compile(tf_keras.optimizers.SGD(0.001), "mse")
     model.predict_on_batch(x)
     data = tf.data.Dataset.from_tensors((x, target)).repeat(5)
-    return {"predict": lambda: model.predict_on_batch(x),
-            "train": lambda: model.train_on_batch(x, target),
-            "fit": lambda: model.fit(data, epochs=1, verbose=0),
-            "model": model}
+    return {
+        "predict": lambda: model.predict_on_batch(x),
+        "train": lambda: model.train_on_batch(x, target),
+        "fit": lambda: model.fit(data, epochs=1, verbose=0),
+        "model": model,
+    }
 
 
 def build_paths(path, x):
@@ -122,8 +150,10 @@ def build_paths(path, x):
     try:
         paths["tf_keras+hub"] = tf_keras_path(path, x, target)
     except ImportError:
-        print("  tf_keras/tensorflow_hub not installed: pip install -e "
-              "'.[bench]' to compare with hub.KerasLayer")
+        print(
+            "  tf_keras/tensorflow_hub not installed: pip install -e "
+            "'.[bench]' to compare with hub.KerasLayer"
+        )
     return paths
 
 
@@ -152,20 +182,23 @@ def what_it_does(path, x):
             found[name] = {"error": str(e).splitlines()[0][:160]}
             continue
         model.compile(keras.optimizers.SGD(0.01), "mse")
-        stats = [v for v in layer.weights if "moving" in v.path
-                 or "mean" in v.path or "variance" in v.path]
+        stats = [
+            v
+            for v in layer.weights
+            if "moving" in v.path or "mean" in v.path or "variance" in v.path
+        ]
         before = [v.numpy().copy() for v in stats]
         model.train_on_batch(x, np.zeros(out.shape, "float32"))
-        moved = sum(not np.allclose(b, v.numpy())
-                    for b, v in zip(before, stats))
+        moved = sum(
+            not np.allclose(b, v.numpy()) for b, v in zip(before, stats)
+        )
         found[name] = {
             "trainable_weights": len(layer.trainable_weights),
             "publisher_trainable": len(publisher),
             "statistics": len(others),
             "statistics_updated": moved,
             "regularization_losses": len(model.losses),
-            "publisher_losses": len(getattr(obj, "regularization_losses",
-                                            [])),
+            "publisher_losses": len(getattr(obj, "regularization_losses", [])),
         }
     return found
 
@@ -188,16 +221,30 @@ def main(argv=None):
                     cases = {p: v[kind] for p, v in paths.items()}
                     n = max(3, repeats // (5 if kind == "fit" else 1))
                     times = _common.interleaved(cases, n)
-                    row = {"model": name, "batch": batch, "kind": kind,
-                           "ms": {p: _common.stats(t)["median"] * 1e3
-                                  for p, t in times.items()},
-                           "vs": {p: _common.ratio(times, "hubkit", p)
-                                  for p in times if p != "hubkit"}}
+                    row = {
+                        "model": name,
+                        "batch": batch,
+                        "kind": kind,
+                        "ms": {
+                            p: _common.stats(t)["median"] * 1e3
+                            for p, t in times.items()
+                        },
+                        "vs": {
+                            p: _common.ratio(times, "hubkit", p)
+                            for p in times
+                            if p != "hubkit"
+                        },
+                    }
                     results["cases"].append(row)
-                    print(f"  {kind:7} " + "  ".join(
-                        f"{p} {ms:.2f} ms" for p, ms in row["ms"].items()))
+                    print(
+                        f"  {kind:7} "
+                        + "  ".join(
+                            f"{p} {ms:.2f} ms" for p, ms in row["ms"].items()
+                        )
+                    )
             results.setdefault("correctness", {})[name] = what_it_does(
-                path, make(4))
+                path, make(4)
+            )
     _common.save("layer", results)
     return results
 

@@ -14,14 +14,16 @@ import _common
 import tensorflow as tf
 
 import keras_hubkit as hk
-from http_server import ScriptedServer
-from http_server import Serve
-from http_server import tar_gz_of
 from keras_hubkit import scan as _  # noqa: F401 (import cost paid up front)
 from keras_hubkit.scan import _REPORTS
 
-MOBILENET = os.path.join(_common.REAL,
-                         "mobilenet_v3_small_075_224_feature_vector_5")
+from http_server import ScriptedServer
+from http_server import Serve
+from http_server import tar_gz_of
+
+MOBILENET = os.path.join(
+    _common.REAL, "mobilenet_v3_small_075_224_feature_vector_5"
+)
 
 
 def main(argv=None):
@@ -36,16 +38,23 @@ def main(argv=None):
         return hk.load(path)
 
     times = _common.interleaved(
-        {"hk.load (resolve+scan+load)": hubkit_load,
-         "tf.saved_model.load": lambda: tf.saved_model.load(path)},
-        repeats, warmup=1,
+        {
+            "hk.load (resolve+scan+load)": hubkit_load,
+            "tf.saved_model.load": lambda: tf.saved_model.load(path),
+        },
+        repeats,
+        warmup=1,
     )
-    warm = _common.ratio(times, "hk.load (resolve+scan+load)",
-                         "tf.saved_model.load")
+    warm = _common.ratio(
+        times, "hk.load (resolve+scan+load)", "tf.saved_model.load"
+    )
     scan_times = _common.interleaved(
-        {"scan": lambda: (_REPORTS.clear(), hk.scan(path))}, repeats)
-    print(f"warm load: hk.load / tf.saved_model.load speed "
-          f"{_common.fmt_ratio(warm)}")
+        {"scan": lambda: (_REPORTS.clear(), hk.scan(path))}, repeats
+    )
+    print(
+        f"warm load: hk.load / tf.saved_model.load speed "
+        f"{_common.fmt_ratio(warm)}"
+    )
 
     archive = tar_gz_of(path)
     server = ScriptedServer()
@@ -62,20 +71,30 @@ def main(argv=None):
             hk.resolve(url + f"?i={i}", cache_dir=cache, progress=False)
             download.append(time.perf_counter() - start)
     server.stop()
-    cold = {"ratio": _common.stats(raw)["median"]
-            / _common.stats(download)["median"]}
-    print(f"cold download (incl. unpacking) at {cold['ratio']:.2f}x the raw "
-          f"transfer rate of the same {len(archive) / 1e6:.1f} MB")
-    _common.save("load", {
-        "warm_ms": {k: _common.stats(v)["median"] * 1e3
-                    for k, v in times.items()},
-        "warm_speed_ratio": warm,
-        "scan_ms": _common.stats(scan_times["scan"])["median"] * 1e3,
-        "cold": {"archive_mb": len(archive) / 1e6,
-                 "raw_ms": _common.stats(raw)["median"] * 1e3,
-                 "resolve_ms": _common.stats(download)["median"] * 1e3,
-                 "rate_ratio": cold["ratio"]},
-    })
+    cold = {
+        "ratio": _common.stats(raw)["median"]
+        / _common.stats(download)["median"]
+    }
+    print(
+        f"cold download (incl. unpacking) at {cold['ratio']:.2f}x the raw "
+        f"transfer rate of the same {len(archive) / 1e6:.1f} MB"
+    )
+    _common.save(
+        "load",
+        {
+            "warm_ms": {
+                k: _common.stats(v)["median"] * 1e3 for k, v in times.items()
+            },
+            "warm_speed_ratio": warm,
+            "scan_ms": _common.stats(scan_times["scan"])["median"] * 1e3,
+            "cold": {
+                "archive_mb": len(archive) / 1e6,
+                "raw_ms": _common.stats(raw)["median"] * 1e3,
+                "resolve_ms": _common.stats(download)["median"] * 1e3,
+                "rate_ratio": cold["ratio"],
+            },
+        },
+    )
 
 
 if __name__ == "__main__":

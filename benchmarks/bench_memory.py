@@ -37,13 +37,18 @@ else:
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
-MOBILENET = os.path.join(_common.REAL,
-                         "mobilenet_v3_small_075_224_feature_vector_5")
+MOBILENET = os.path.join(
+    _common.REAL, "mobilenet_v3_small_075_224_feature_vector_5"
+)
 
 
 def peak(kind):
-    out = subprocess.run([sys.executable, "-c", CHILD, MOBILENET, kind],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, MOBILENET, kind],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -53,8 +58,10 @@ def main(argv=None):
         for kind in runs:
             runs[kind].append(peak(kind))
     raw, ours = min(runs["raw"]), min(runs["hubkit"])
-    print(f"peak RSS: raw {raw:.0f} MB, HubLayer {ours:.0f} MB "
-          f"({ours / raw:.2f}x)")
+    print(
+        f"peak RSS: raw {raw:.0f} MB, HubLayer {ours:.0f} MB "
+        f"({ours / raw:.2f}x)"
+    )
     _common.save("memory", {"peak_mb": runs, "ratio": ours / raw})
     return json.dumps(runs)
 

@@ -17,8 +17,6 @@ import numpy as np
 
 import keras_hubkit as hk
 from keras_hubkit import demo
-from keras_hubkit.finetune import Stage
-from keras_hubkit.finetune import StagedFineTuner
 
 
 def full_fine_tuning(published, train, epochs):
@@ -49,19 +47,29 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as tmp:
             published = os.path.join(tmp, "publisher")
             demo._publish(x[source], y[source], published, epochs=20)
-            train, test = demo._few_shot_split(x[~source], y[~source] % 2,
-                                               seed)
+            train, test = demo._few_shot_split(x[~source], y[~source] % 2, seed)
             for name, fn in methods.items():
                 keras.utils.set_random_seed(seed)
                 model, _ = fn(published, train, 40)
                 scores[name].append(demo._accuracy(model, test))
-    summary = {m: {"mean": statistics.mean(s), "min": min(s), "max": max(s),
-                   "per_seed": s} for m, s in scores.items()}
+    summary = {
+        m: {
+            "mean": statistics.mean(s),
+            "min": min(s),
+            "max": max(s),
+            "per_seed": s,
+        }
+        for m, s in scores.items()
+    }
     for name, row in summary.items():
-        print(f"{name:26} mean {row['mean']:.3f} "
-              f"(min {row['min']:.3f}, max {row['max']:.3f})")
-    _common.save("quality", {"seeds": seeds, "accuracy": summary,
-                             "shots_per_class": demo.SHOTS})
+        print(
+            f"{name:26} mean {row['mean']:.3f} "
+            f"(min {row['min']:.3f}, max {row['max']:.3f})"
+        )
+    _common.save(
+        "quality",
+        {"seeds": seeds, "accuracy": summary, "shots_per_class": demo.SHOTS},
+    )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Runs every benchmark, then writes the results page (docs/benchmarks.md).
 
-    python benchmarks/run_all.py            # full run (about 15-25 min on 2 CPUs)
-    python benchmarks/run_all.py --quick    # fewer repeats
-    python benchmarks/run_all.py --report   # only rebuild the page from results/
+python benchmarks/run_all.py            # full run (about 15-25 min on 2 CPUs)
+python benchmarks/run_all.py --quick    # fewer repeats
+python benchmarks/run_all.py --report   # only rebuild the page from results/
 """
 
 import argparse
@@ -13,8 +13,13 @@ import sys
 
 import _common
 
-SCRIPTS = ["bench_layer.py", "bench_load.py", "bench_search.py",
-           "bench_quality.py", "bench_memory.py"]
+SCRIPTS = [
+    "bench_layer.py",
+    "bench_load.py",
+    "bench_search.py",
+    "bench_quality.py",
+    "bench_memory.py",
+]
 PAGE = os.path.join(_common.ROOT, "docs", "benchmarks.md")
 
 
@@ -51,7 +56,7 @@ def write_page():
         "are noisy. Reproduce everything with:",
         "",
         "```bash",
-        "pip install -e \".[test,bench]\"   # bench: tf_keras + tensorflow_hub",
+        'pip install -e ".[test,bench]"   # bench: tf_keras + tensorflow_hub',
         "python benchmarks/run_all.py",
         "```",
         "",
@@ -60,10 +65,12 @@ def write_page():
     if layer:
         lines += _environment(layer["environment"])
         lines += _layer_section(layer)
-    for name, render in (("load", _load_section),
-                         ("search", _search_section),
-                         ("quality", _quality_section),
-                         ("memory", _memory_section)):
+    for name, render in (
+        ("load", _load_section),
+        ("search", _search_section),
+        ("quality", _quality_section),
+        ("memory", _memory_section),
+    ):
         data = _load(name)
         if data:
             lines += render(data)
@@ -101,21 +108,28 @@ def _layer_section(layer):
     ]
     for row in layer["cases"]:
         ms, vs = row["ms"], row["vs"]
+        hub = vs.get("tf_keras+hub")
         lines.append(
             f"| {row['model']} | {row['batch']} | {row['kind']} | "
             f"{ms.get('raw', 0):.2f} | {ms.get('hubkit', 0):.2f} | "
             f"{_cell(ms.get('tfsm'))} | {_cell(ms.get('tf_keras+hub'))} | "
             f"{_common.fmt_ratio(vs['raw'])} | "
-            f"{_common.fmt_ratio(vs['tf_keras+hub']) if 'tf_keras+hub' in vs else '—'} |"
+            f"{_common.fmt_ratio(hub) if hub else '—'} |"
         )
-    lines += ["", "What each path does when fine-tuning (one train step):", "",
-              "| model | path | trainable weights | statistics updated | "
-              "regularization losses counted |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "What each path does when fine-tuning (one train step):",
+        "",
+        "| model | path | trainable weights | statistics updated | "
+        "regularization losses counted |",
+        "|---|---|---|---|---|",
+    ]
     for model, paths in layer.get("correctness", {}).items():
         for path, c in paths.items():
             if "error" in c:
-                lines.append(f"| {model} | {path} | cannot run: "
-                             f"{c['error'][:60]} | | |")
+                lines.append(
+                    f"| {model} | {path} | cannot run: {c['error'][:60]} | | |"
+                )
                 continue
             lines.append(
                 f"| {model} | {path} | {c['trainable_weights']} of "
@@ -123,15 +137,16 @@ def _layer_section(layer):
                 f"{c['statistics']} | {c['regularization_losses']} of "
                 f"{c['publisher_losses']} |"
             )
-    return lines + ["", _layer_findings(layer), ""]
+    return [*lines, "", _layer_findings(layer), ""]
 
 
 def _layer_findings(layer):
-    worst = min((r for r in layer["cases"]),
-                key=lambda r: r["vs"]["raw"]["ratio"])
+    worst = min(
+        (r for r in layer["cases"]), key=lambda r: r["vs"]["raw"]["ratio"]
+    )
     met = [r for r in layer["cases"] if r["vs"]["raw"]["ratio"] >= 0.98]
     return (
-        f"Target ≥ 0.98× the raw call: met in {len(met)} of "
+        f"Target ≥ 0.98x the raw call: met in {len(met)} of "
         f"{len(layer['cases'])} cases. The gap elsewhere is Keras's own "
         "per-call machinery (`train_on_batch`/`fit` build logs, metrics and "
         "callbacks; TFSMLayer pays it too) plus the work the peers skip: "
@@ -152,12 +167,12 @@ def _load_section(data):
         "",
         f"- Warm `hk.load` (resolve + scan + load) runs at "
         f"{_common.fmt_ratio(r)} the speed of a bare `tf.saved_model.load` "
-        f"(target ≥ 0.91×, i.e. ≤ 1.1× the time); the scan alone takes "
+        f"(target ≥ 0.91x, i.e. ≤ 1.1x the time); the scan alone takes "
         f"{data['scan_ms']:.0f} ms and runs once per process.",
         f"- Cold download of the {cold['archive_mb']:.1f} MB archive from a "
         f"loopback server: {cold['resolve_ms']:.0f} ms against "
         f"{cold['raw_ms']:.0f} ms for reading the same bytes raw "
-        f"({cold['rate_ratio']:.2f}× the raw rate; target 0.8×). On loopback "
+        f"({cold['rate_ratio']:.2f}x the raw rate; target 0.8x). On loopback "
         "the raw read is nearly free, so the ratio is the cost of "
         "decompressing, checking and writing the files — about 50 ms here. "
         "Over a real network link that cost is small against the transfer.",
@@ -174,8 +189,8 @@ def _search_section(data):
         f"on MobileNet V3 features ({data['examples']} images).",
         "",
         f"- {s['uncached']:.2f} s per trial uncached, {s['cached']:.2f} s "
-        f"with cached features: **{data['speedup']:.1f}× faster** (target "
-        f"10×), best score {data['best_score']['uncached']:.4f} vs "
+        f"with cached features: **{data['speedup']:.1f}x faster** (target "
+        f"10x), best score {data['best_score']['uncached']:.4f} vs "
         f"{data['best_score']['cached']:.4f}.",
         f"- Rebuilding a MobileNet HubLayer per trial costs "
         f"{data['rebuild_seconds']:.2f} s; trials never re-download "
@@ -196,9 +211,11 @@ def _quality_section(data):
         "|---|---|---|---|",
     ]
     for name, row in data["accuracy"].items():
-        lines.append(f"| {name} | {row['mean']:.3f} | {row['min']:.3f} | "
-                     f"{row['max']:.3f} |")
-    return lines + [""]
+        lines.append(
+            f"| {name} | {row['mean']:.3f} | {row['min']:.3f} | "
+            f"{row['max']:.3f} |"
+        )
+    return [*lines, ""]
 
 
 def _memory_section(data):
@@ -208,8 +225,8 @@ def _memory_section(data):
         "`python benchmarks/bench_memory.py`: peak RSS of 10 MobileNet V3 "
         f"training steps, each path in its own process: HubLayer "
         f"{min(data['peak_mb']['hubkit']):.0f} MB, raw "
-        f"{min(data['peak_mb']['raw']):.0f} MB ({data['ratio']:.2f}×; target "
-        "≤ 1.1×). The difference is Keras itself (importing it and its "
+        f"{min(data['peak_mb']['raw']):.0f} MB ({data['ratio']:.2f}x; target "
+        "≤ 1.1x). The difference is Keras itself (importing it and its "
         "trainer).",
         "",
     ]

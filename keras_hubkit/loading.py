@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from keras_hubkit import errors
-from keras_hubkit.scan import check as check_scan
-from keras_hubkit.scan import scan_path
 from keras_hubkit._redact import redact
 from keras_hubkit.resolver import resolve
+from keras_hubkit.scan import check as check_scan
+from keras_hubkit.scan import scan_path
 
 
 @dataclass(frozen=True)

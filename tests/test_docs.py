@@ -7,7 +7,6 @@ blocks run as a reader would run them, with no network.
 """
 
 import hashlib
-import os
 import pathlib
 import re
 import shutil
@@ -17,13 +16,20 @@ import pytest
 import tensorflow as tf
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-IMAGE = ("https://tfhub.dev/google/imagenet/mobilenet_v3_small_075_224/"
-         "feature_vector/5")
+IMAGE = (
+    "https://tfhub.dev/google/imagenet/mobilenet_v3_small_075_224/"
+    "feature_vector/5"
+)
 TEXT = "https://tfhub.dev/google/nnlm-en-dim50/2"
-PAGES = ["README.md", "docs/index.md", "docs/tfhub_guide.md",
-         "docs/migration.md", *sorted(
-             str(p.relative_to(ROOT)) for p in (ROOT / "docs/guides").glob(
-                 "*.md"))]
+PAGES = [
+    "README.md",
+    "docs/index.md",
+    "docs/tfhub_guide.md",
+    "docs/migration.md",
+    *sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "docs/guides").glob("*.md")
+    ),
+]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
@@ -54,7 +60,10 @@ def namespace(offline_cache, tmp_path, monkeypatch):
     x = rng.random((16, 224, 224, 3), "float32")
     y = np.arange(16) % 5
     return {
-        "x": x, "y": y, "x_val": x[:8], "y_val": y[:8],
+        "x": x,
+        "y": y,
+        "x_val": x[:8],
+        "y_val": y[:8],
         "train_ds": tf.data.Dataset.from_tensor_slices((x, y)).batch(8),
         "val_ds": tf.data.Dataset.from_tensor_slices((x[:8], y[:8])).batch(8),
         "__name__": "__docs__",
@@ -67,8 +76,7 @@ def test_page_code_runs(page, namespace):
     blocks = python_blocks(page)
     for index, code in enumerate(blocks):
         try:
-            exec(compile(code, f"{page} block {index + 1}", "exec"),
-                 namespace)
+            exec(compile(code, f"{page} block {index + 1}", "exec"), namespace)
         except Exception as e:
             raise AssertionError(
                 f"{page}, python block {index + 1} failed: {e!r}\n{code}"
@@ -79,8 +87,9 @@ def test_guide_pages_have_code():
     assert len(python_blocks("docs/tfhub_guide.md")) >= 8
 
 
-@pytest.mark.parametrize("page", ["docs/tfhub_guide", "docs/quickstart",
-                                  "docs/index"])
+@pytest.mark.parametrize(
+    "page", ["docs/tfhub_guide", "docs/quickstart", "docs/index"]
+)
 def test_chinese_pages_show_the_same_code(page):
     def blocks(path):
         text = (ROOT / path).read_text(encoding="utf8")
