@@ -74,7 +74,7 @@ def load(
         allow_ops=allow_ops,
         trusted_fingerprints=trusted_fingerprints,
     )
-    is_tf1 = os.path.exists(os.path.join(path, "tfhub_module.pb"))
+    is_tf1 = tf.io.gfile.exists(os.path.join(path, "tfhub_module.pb"))
     if tags is None and is_tf1:
         tags = []
     try:
@@ -138,19 +138,23 @@ def origin_of(obj):
 
 
 def check_saved_model_dir(path: str, handle) -> None:
-    """Raises `HandleError` unless `path` is a SavedModel directory."""
-    if not os.path.isdir(path):
+    """Raises `HandleError` unless `path` is a SavedModel directory.
+
+    Uses `tf.io.gfile`, so `gs://` and other TensorFlow filesystems work.
+    """
+    if not tf.io.gfile.isdir(path):
         raise errors.HandleError(
             f"Expected a SavedModel directory. Received: handle={handle!r}, "
             f"which resolves to {path!r}, a file. Pass the directory that "
             "contains saved_model.pb."
         )
     names = ("saved_model.pb", "saved_model.pbtxt")
-    if not any(os.path.exists(os.path.join(path, n)) for n in names):
+    if not any(tf.io.gfile.exists(os.path.join(path, n)) for n in names):
         raise errors.HandleError(
             f"Expected a SavedModel directory with saved_model.pb. Received: "
             f"handle={handle!r} ({path!r}) contains "
-            f"{sorted(os.listdir(path))[:10]}. Pass the directory written by "
+            f"{sorted(tf.io.gfile.listdir(path))[:10]}. Pass the directory "
+            "written by "
             "tf.saved_model.save (or hk.export_saved_model)."
         )
 

@@ -303,18 +303,19 @@ def _env_fingerprints():
 
 
 def _read_proto(path):
+    import tensorflow as tf
     from google.protobuf import text_format
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
     binary = os.path.join(path, "saved_model.pb")
     text = os.path.join(path, "saved_model.pbtxt")
-    if os.path.exists(binary):
-        with open(binary, "rb") as f:
+    if tf.io.gfile.exists(binary):
+        with tf.io.gfile.GFile(binary, "rb") as f:
             raw = f.read()
         proto.ParseFromString(raw)
-    elif os.path.exists(text):
-        with open(text, "rb") as f:
+    elif tf.io.gfile.exists(text):
+        with tf.io.gfile.GFile(text, "rb") as f:
             raw = f.read()
         text_format.Parse(raw.decode("utf8"), proto)
     else:

@@ -411,3 +411,34 @@ def test_killed_download_lock_is_taken_over(server, cache, model_archive):
     assert time.monotonic() - start < 60
     assert not [n for n in os.listdir(cache) if n.endswith(".tmp")]
     assert server.hits("/killed") == 2
+
+
+# ------------------------------------------------- tf.io.gfile filesystems
+def test_gfile_folder_is_read_in_place(mul_model):
+    import tensorflow as tf
+
+    folder = "ram://models/mul_folder"
+    for root, _, files in os.walk(mul_model):
+        rel = os.path.relpath(root, mul_model)
+        tf.io.gfile.makedirs(f"{folder}/{rel}".rstrip("/."))
+        for name in files:
+            tf.io.gfile.copy(
+                os.path.join(root, name),
+                f"{folder}/{rel}/{name}".replace("/./", "/"),
+                overwrite=True,
+            )
+    assert hk.resolve(folder) == folder
+    np.testing.assert_allclose(hk.HubLayer(folder)([3.0]), [6.0])
+
+
+def test_gfile_archive_goes_through_the_cache(cache, model_archive):
+    import tensorflow as tf
+
+    handle = "ram://models/mul.tar.gz"
+    with tf.io.gfile.GFile(handle, "wb") as f:
+        f.write(model_archive)
+    path = hk.resolve(handle, progress=False)
+    assert path.startswith(str(cache))
+    assert os.path.exists(os.path.join(path, "saved_model.pb"))
+    with pytest.raises(errors.HandleNotFoundError):
+        hk.resolve("ram://models/missing")
