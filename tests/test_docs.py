@@ -16,11 +16,6 @@ import pytest
 import tensorflow as tf
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-IMAGE = (
-    "https://tfhub.dev/google/imagenet/mobilenet_v3_small_075_224/"
-    "feature_vector/5"
-)
-TEXT = "https://tfhub.dev/google/nnlm-en-dim50/2"
 PAGES = [
     "README.md",
     "docs/index.md",
@@ -37,13 +32,25 @@ def python_blocks(page):
     return BLOCK.findall((ROOT / page).read_text(encoding="utf8"))
 
 
+def doc_handles():
+    """The URL handles the pages use (string literals may be split)."""
+    found = set()
+    for page in PAGES:
+        for code in python_blocks(page):
+            joined = re.sub(r'"\s*\n\s*"', "", code)
+            found |= set(re.findall(r'"(https://[^"]+)"', joined))
+    return found
+
+
 @pytest.fixture(scope="module")
 def offline_cache(tmp_path_factory, real_models, text_model):
     cache = tmp_path_factory.mktemp("tfhub_cache")
+    image = real_models / "mobilenet_v3_small_075_224_feature_vector_5"
+    # Offline mode is on: these URLs are never contacted.
     sources = {
-        IMAGE: real_models / "mobilenet_v3_small_075_224_feature_vector_5",
-        TEXT: text_model,
+        h: image if "imagenet" in h else text_model for h in doc_handles()
     }
+    assert len(sources) >= 2
     for handle, source in sources.items():
         key = hashlib.sha1(handle.encode()).hexdigest()
         shutil.copytree(source, cache / key)
