@@ -26,6 +26,7 @@ from keras_hubkit import errors
 from keras_hubkit.finetune import Stage
 from keras_hubkit.finetune import StagedFineTuner
 from keras_hubkit.hub_layer import HubLayer
+from keras_hubkit.loading import load
 from keras_hubkit.resolver import resolve
 
 logger = logging.getLogger(__name__)
@@ -68,9 +69,10 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         head_lr: the head-only stage's learning rate.
         build_head: optional `build_head(hp, features) -> logits`, to search
             your own head; the staged `fit` is reused.
-        cache_features: train head-only trials on base features computed
-            once per handle (same results as uncached when the head has no
-            dropout; with dropout, random masks differ).
+        cache_features: head-only trials share one loaded SavedModel and
+            train the head on base features computed once per handle and
+            data (same results as uncached when the head has no dropout;
+            with dropout, random masks differ).
         metrics: metrics to compile (default `["accuracy"]`).
 
     Example:
@@ -124,12 +126,15 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         self.cache_features = cache_features
         self.metrics = list(metrics)
         self._feature_cache = {}
+        self._frozen_bases = {}  # handle -> loaded object, frozen trials only
 
     # ------------------------------------------------------------- build
     def build(self, hp):
         handle = hp.Choice("handle", self.handles)
         inputs = self._input()
-        base = HubLayer(self.paths[handle], name="base")
+        frozen = self.cache_features and len(
+            self._plan(hp, self._max_epochs(hp))) == 1
+        base = HubLayer(self._base(handle, frozen), name="base")
         features = base(inputs)
         if self.build_head is not None:
             logits = self.build_head(hp, features)
@@ -142,6 +147,16 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
             hp, model, epochs=self._max_epochs(hp)
         ).apply_trainability()
         return model
+
+    def _base(self, handle, frozen):
+        """The SavedModel for a trial. Trials that never train the base
+        share one loaded object (nothing changes it); any other trial
+        loads its own, so fine-tuned weights never leak between trials."""
+        if not frozen:
+            return self.paths[handle]
+        if handle not in self._frozen_bases:
+            self._frozen_bases[handle] = load(self.paths[handle])
+        return self._frozen_bases[handle]
 
     def _input(self):
         if self.input_shape == ():
