@@ -215,6 +215,19 @@ def _quality_section(data):
             f"| {name} | {row['mean']:.3f} | {row['min']:.3f} | "
             f"{row['max']:.3f} |"
         )
+    acc = {k: v["mean"] for k, v in data["accuracy"].items()}
+    beats = [k for k in acc if k != "staged" and acc["staged"] > acc[k]]
+    ties = [k for k in acc if k != "staged" and k not in beats]
+    summary = f"The staged plan beats {', '.join(beats) or 'nothing'}"
+    if ties:
+        summary += f"; it does not beat {', '.join(ties)} on this task"
+    lines += [
+        "",
+        summary + ". With ten labels per class, unfreezing the base adds "
+        "little over a good frozen feature extractor; transfer itself (head "
+        "only or staged) is what beats training from scratch and naive full "
+        "fine-tuning.",
+    ]
     return [*lines, ""]
 
 
