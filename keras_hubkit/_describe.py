@@ -96,13 +96,4 @@ def _outputs(structure):
     if isinstance(structure, dict) and len(structure) > 6:
         keys = sorted(structure)
         return f"dict of {len(keys)} outputs ({', '.join(keys[:4])}, ...)"
-    return str(
-        tf.nest.map_structure(
-            lambda s: (
-                f"{s.dtype.name}{list(s.shape)}"
-                if hasattr(s, "dtype")
-                else repr(s)
-            ),
-            structure,
-        )
-    )
+    return _specs.describe_structure(structure)

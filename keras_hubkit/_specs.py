@@ -65,16 +65,18 @@ def describe(specs) -> str:
 
 
 def _describe_one(spec) -> str:
-    return str(
-        tf.nest.map_structure(
-            lambda s: (
-                f"{s.dtype.name}{list(s.shape)}"
-                if isinstance(s, tf.TensorSpec)
-                else repr(s)
-            ),
-            spec,
-        )
-    )
+    return describe_structure(spec)
+
+
+def describe_structure(structure) -> str:
+    """`dtype[shape]` for each tensor or spec of a nest: `float32[None, 8]`."""
+
+    def one(item):
+        if hasattr(item, "dtype") and hasattr(item, "shape"):
+            return f"{item.dtype.name}{list(item.shape)}"
+        return repr(item)
+
+    return str(tf.nest.map_structure(one, structure))
 
 
 def has_strings(specs) -> bool:

@@ -424,7 +424,7 @@ class HubLayer(keras.layers.Layer):
                 f"The SavedModel at {self._config_handle!r} cannot be called "
                 "on the inputs given. Expected: "
                 f"{_specs.describe(self._traced_specs)}. Received: "
-                f"{_describe_inputs(inputs)}. Original error: "
+                f"{_specs.describe_structure(inputs)}. Original error: "
                 f"{str(e).splitlines()[0] if str(e) else e!r}"
             ) from e
         result = self._select_output(result)
@@ -654,19 +654,6 @@ def _numpy_dtype(x, dtype):
     ):
         return dtype
     return None
-
-
-def _describe_inputs(inputs):
-    return str(
-        tf.nest.map_structure(
-            lambda t: (
-                f"{t.dtype.name}{list(t.shape)}"
-                if hasattr(t, "dtype")
-                else repr(t)
-            ),
-            inputs,
-        )
-    )
 
 
 def _to_shapes(output_shape):

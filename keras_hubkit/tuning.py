@@ -132,8 +132,10 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
     def build(self, hp):
         handle = hp.Choice("handle", self.handles)
         inputs = self._input()
-        frozen = self.cache_features and len(
-            self._plan(hp, self._max_epochs(hp))) == 1
+        frozen = (
+            self.cache_features
+            and len(self._plan(hp, self._max_epochs(hp))) == 1
+        )
         base = HubLayer(self._base(handle, frozen), name="base")
         features = base(inputs)
         if self.build_head is not None:

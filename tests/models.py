@@ -161,6 +161,7 @@ class ImageFeatureVector(tf.train.Checkpoint):
 
 
 def save_image_feature_vector(path, size=8, channels=6, regularize=True):
+    """`size=None` traces for images of any height and width."""
     model = ImageFeatureVector(channels, regularize)
     spec = tf.TensorSpec([None, size, size, 3], tf.float32)
     momentum = tf.TensorSpec([], tf.float32)

@@ -1,9 +1,10 @@
 """Every Python block of the guide pages runs, so the docs cannot drift.
 
 The pages use real TF Hub handles. The test fills a `TFHUB_CACHE_DIR` with
-local stand-ins under those handles (the real MobileNet V3 from
-shared/testdata, a small text embedding) and turns on offline mode: the
-blocks run as a reader would run them, with no network.
+small local stand-ins under those handles (an image feature vector traced
+for any image size, a text embedding) and turns on offline mode: the blocks
+run as a reader would run them, with no network, in seconds. The real
+MobileNet V3 is exercised by tests/test_hub_layer.py.
 """
 
 import hashlib
@@ -14,6 +15,8 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+
+import models
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGES = [
@@ -43,9 +46,11 @@ def doc_handles():
 
 
 @pytest.fixture(scope="module")
-def offline_cache(tmp_path_factory, real_models, text_model):
+def offline_cache(tmp_path_factory, text_model):
     cache = tmp_path_factory.mktemp("tfhub_cache")
-    image = real_models / "mobilenet_v3_small_075_224_feature_vector_5"
+    image = models.save_image_feature_vector(
+        str(tmp_path_factory.mktemp("any_size") / "image"), size=None
+    )
     # Offline mode is on: these URLs are never contacted.
     sources = {
         h: image if "imagenet" in h else text_model for h in doc_handles()
