@@ -1,7 +1,7 @@
 """Quality on a real transfer task (the demo's: scikit-learn digits; a
 publisher learns the ten digits on one half, the consumer learns even/odd
-on the other half from few labels): staged fine-tuning vs head-only vs
-naive full fine-tuning vs training from scratch, over several seeds.
+on the other half from 10 or 50 labels per class): staged fine-tuning vs
+head-only vs naive full fine-tuning vs training from scratch, over seeds.
 
     python benchmarks/bench_quality.py [--quick]
 """
