@@ -40,36 +40,36 @@ def main(argv=None):
         "from scratch": demo._scratch,
     }
     x, y = demo._digits()
-    scores = {m: [] for m in methods}
+    shots = (10, 50)
+    scores = {(n, m): [] for n in shots for m in methods}
     for seed in seeds:
         keras.utils.set_random_seed(seed)
         source = np.random.default_rng(seed).random(len(y)) < 0.5
         with tempfile.TemporaryDirectory() as tmp:
             published = os.path.join(tmp, "publisher")
             demo._publish(x[source], y[source], published, epochs=20)
-            train, test = demo._few_shot_split(x[~source], y[~source] % 2, seed)
-            for name, fn in methods.items():
-                keras.utils.set_random_seed(seed)
-                model, _ = fn(published, train, 40)
-                scores[name].append(demo._accuracy(model, test))
-    summary = {
-        m: {
+            for n in shots:
+                demo.SHOTS = n
+                train, test = demo._few_shot_split(
+                    x[~source], y[~source] % 2, seed
+                )
+                for name, fn in methods.items():
+                    keras.utils.set_random_seed(seed)
+                    model, _ = fn(published, train, 40)
+                    scores[n, name].append(demo._accuracy(model, test))
+    summary = {}
+    for (n, name), s in scores.items():
+        summary.setdefault(str(n), {})[name] = {
             "mean": statistics.mean(s),
             "min": min(s),
             "max": max(s),
             "per_seed": s,
         }
-        for m, s in scores.items()
-    }
-    for name, row in summary.items():
         print(
-            f"{name:26} mean {row['mean']:.3f} "
-            f"(min {row['min']:.3f}, max {row['max']:.3f})"
+            f"{n} labels/class  {name:26} mean {statistics.mean(s):.3f} "
+            f"(min {min(s):.3f}, max {max(s):.3f})"
         )
-    _common.save(
-        "quality",
-        {"seeds": seeds, "accuracy": summary, "shots_per_class": demo.SHOTS},
-    )
+    _common.save("quality", {"seeds": seeds, "accuracy_by_shots": summary})
 
 
 if __name__ == "__main__":
