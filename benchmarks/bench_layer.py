@@ -105,11 +105,13 @@ def raw_path(path, x):
     }
 
 
-def keras3_path(layer, x, target):
-    import keras
+def keras_path(layer, x, target, keras_module=None):
+    """A one-layer Sequential of `keras_module` (Keras 3 or tf_keras)."""
+    if keras_module is None:
+        import keras as keras_module
 
-    model = keras.Sequential([layer])
-    model.compile(keras.optimizers.SGD(0.001), "mse")
+    model = keras_module.Sequential([layer])
+    model.compile(keras_module.optimizers.SGD(0.001), "mse")
     model.predict_on_batch(x)
     data = tf.data.Dataset.from_tensors((x, target)).repeat(5)
     return {
@@ -124,16 +126,8 @@ def tf_keras_path(path, x, target):
     import tensorflow_hub as hub
     import tf_keras
 
-    model = tf_keras.Sequential([hub.KerasLayer(path, trainable=True)])
-    model.compile(tf_keras.optimizers.SGD(0.001), "mse")
-    model.predict_on_batch(x)
-    data = tf.data.Dataset.from_tensors((x, target)).repeat(5)
-    return {
-        "predict": lambda: model.predict_on_batch(x),
-        "train": lambda: model.train_on_batch(x, target),
-        "fit": lambda: model.fit(data, epochs=1, verbose=0),
-        "model": model,
-    }
+    layer = hub.KerasLayer(path, trainable=True)
+    return keras_path(layer, x, target, keras_module=tf_keras)
 
 
 def build_paths(path, x):
@@ -141,10 +135,10 @@ def build_paths(path, x):
 
     paths = {"raw": raw_path(path, x)}
     target = paths["raw"]["target"]
-    paths["hubkit"] = keras3_path(hk.HubLayer(path, trainable=True), x, target)
+    paths["hubkit"] = keras_path(hk.HubLayer(path, trainable=True), x, target)
     try:
         tfsm = keras.layers.TFSMLayer(path, call_endpoint="__call__")
-        paths["tfsm"] = keras3_path(tfsm, x, target)
+        paths["tfsm"] = keras_path(tfsm, x, target)
     except Exception as e:  # TFSMLayer refuses some models outright.
         print(f"  TFSMLayer cannot run this model: {str(e)[:120]}")
     try:

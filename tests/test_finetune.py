@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,8 @@ import keras_hubkit as hk
 from keras_hubkit import errors
 from keras_hubkit.finetune import Stage
 from keras_hubkit.finetune import StagedFineTuner
+
+from helpers import free_port
 
 SCE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -379,12 +380,6 @@ def test_plan_errors_are_clear(image_model):
         )
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 _WORKER = textwrap.dedent(
     """
     import json, os, sys
@@ -414,7 +409,7 @@ _WORKER = textwrap.dedent(
 
 @pytest.mark.slow
 def test_two_worker_multi_worker_mirrored_strategy(image_model):
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
     for index in range(2):

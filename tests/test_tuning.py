@@ -1,7 +1,6 @@
 """keras-tuner search of staged fine-tuning plans."""
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,8 @@ import tensorflow as tf
 
 import keras_hubkit as hk
 from keras_hubkit.tuning import HubClassifierHyperModel
+
+from helpers import free_port
 
 
 def _data(n=40, seed=0):
@@ -220,12 +221,6 @@ def test_tensorboard_free_trials(image_model):
     assert tuner_module.Tuner._configure_tensorboard_dir._hubkit_patched
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 _SEARCH = textwrap.dedent(
     """
     import os, sys
@@ -249,7 +244,7 @@ _SEARCH = textwrap.dedent(
 
 @pytest.mark.slow
 def test_distributed_search_chief_and_two_workers(image_model, tmp_path):
-    port = str(_free_port())
+    port = str(free_port())
     procs = {}
     for tuner_id in ("chief", "tuner0", "tuner1"):
         env = {
