@@ -19,9 +19,8 @@ BACKOFF_SECONDS = 0.5
 MAX_ARCHIVE_BYTES = 20 * 1024**3
 MAX_ARCHIVE_MEMBERS = 100_000
 
-# A lock whose holder is dead is taken over at once; a lock whose holder
-# is alive but silent (no byte written) is taken over after this long.
-STALE_LOCK_SECONDS = 60.0
+# The download lock is a flock: the kernel frees it when its holder dies,
+# and waiters notice within one poll.
 LOCK_POLL_SECONDS = 0.2
 
 TRUTHY = ("1", "true", "yes", "on")

@@ -48,7 +48,8 @@ class NaNGuard(keras.callbacks.Callback):
 
 
 class BestWeights(keras.callbacks.Callback):
-    """Keeps the best weights of the whole run (across stages).
+    """Tracks the best epoch of the whole run (across stages) and saves its
+    weights.
 
     Args:
         monitor: the metric to watch.
@@ -62,7 +63,6 @@ class BestWeights(keras.callbacks.Callback):
         self.path = path
         self.best = None
         self.best_epoch = None
-        self.weights = None
         self._sign = 1.0 if _minimize(monitor) else -1.0
 
     def on_epoch_end(self, epoch, logs=None):
@@ -71,7 +71,6 @@ class BestWeights(keras.callbacks.Callback):
             return
         if self.best is None or self._sign * value < self._sign * self.best:
             self.best, self.best_epoch = float(value), epoch
-            self.weights = [np.array(w) for w in self.model.get_weights()]
             if self.path:
                 atomic_save_weights(self.model, self.path)
 

@@ -4,6 +4,7 @@ import json
 import logging
 import math
 import os
+import re
 
 import keras
 import numpy as np
@@ -250,7 +251,7 @@ class StagedFineTuner:
             layer.source_name(v) for v in layer.weights if id(v) in chosen_ids
         ]
         layer.trainable = True
-        layer.set_trainable_patterns([f"^{_escape(n)}$" for n in names])
+        layer.set_trainable_patterns([f"^{re.escape(n)}$" for n in names])
         layer.inference_only = self.bn_policy == "frozen"
 
     # ------------------------------------------------------ learning rates
@@ -274,8 +275,6 @@ class StagedFineTuner:
             else:
                 rates[name] = stage.lr
         for pattern, lr in (stage.group_lrs or {}).items():
-            import re
-
             matched = [n for n in rates if re.search(pattern, n)]
             if not matched:
                 raise errors.StagePlanError(
@@ -544,12 +543,6 @@ def _rate_key(rate):
     if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
         return ("schedule", id(rate))
     return ("value", float(np.float32(rate)))
-
-
-def _escape(name):
-    import re
-
-    return re.escape(name)
 
 
 def _describe(stage):
