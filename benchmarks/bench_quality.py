@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 import keras_hubkit as hk
-from keras_hubkit import demo
+from keras_hubkit.app import demo
 
 
 def full_fine_tuning(published, train, epochs):

@@ -29,3 +29,9 @@ TRUTHY = ("1", "true", "yes", "on")
 def env_flag(name: str) -> bool:
     """Whether the environment variable `name` is set to a truthy value."""
     return os.environ.get(name, "").strip().lower() in TRUTHY
+
+
+# Data splits of `hubkit train` and recipes (fractions). 0.2 each, as TF
+# Hub's make_image_classifier; a search needs the validation split.
+TEST_SPLIT = 0.2
+VALIDATION_SPLIT = 0.2

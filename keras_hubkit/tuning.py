@@ -7,15 +7,17 @@ its layer-wise decay, the last two only when something is unfrozen) in
 `fit(hp, model, ...)`. It works with every keras-tuner tuner; Hyperband's
 part-way continuation picks the stage from the epoch index.
 
-Importing this module also makes keras-tuner 1.4 skip its TensorBoard setup
-when `tensorboard` is not installed (TensorFlow 2.21 no longer installs it,
-and keras-tuner would otherwise fail every trial).
+Building a hypermodel or a tuner here also makes keras-tuner 1.4 skip its
+TensorBoard setup when `tensorboard` is not installed (TensorFlow 2.21 no
+longer installs it, and keras-tuner would otherwise fail every trial).
+Importing the module changes nothing.
+
+The search report and the recipe runner are application code:
+`keras_hubkit.app.search`.
 """
 
 import hashlib
 import logging
-import math
-import os
 
 import keras
 import keras_tuner
@@ -23,6 +25,7 @@ import numpy as np
 
 from keras_hubkit import _compat
 from keras_hubkit import errors
+from keras_hubkit.classifier import one_hot
 from keras_hubkit.finetune import Stage
 from keras_hubkit.finetune import StagedFineTuner
 from keras_hubkit.hub_layer import HubLayer
@@ -30,8 +33,6 @@ from keras_hubkit.loading import load
 from keras_hubkit.resolver import resolve
 
 logger = logging.getLogger(__name__)
-
-_compat.patch_keras_tuner_tensorboard()
 
 TUNERS = {
     "random": keras_tuner.RandomSearch,
@@ -107,6 +108,9 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         name="hub_classifier",
     ):
         super().__init__(name=name)
+        # The tuner that runs this hypermodel needs it; done here, not at
+        # import, so importing keras_hubkit patches nothing.
+        _compat.patch_keras_tuner_tensorboard()
         self.handles = [handles] if isinstance(handles, str) else list(handles)
         # Resolve once per process: trials then find the model on disk.
         self.paths = {h: resolve(h) for h in self.handles}
@@ -128,13 +132,18 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         self._feature_cache = {}
         self._frozen_bases = {}  # handle -> loaded object, frozen trials only
 
+    @property
+    def cached_feature_sets(self):
+        """How many base feature arrays `cache_features` holds in memory."""
+        return len(self._feature_cache)
+
     # ------------------------------------------------------------- build
     def build(self, hp):
         handle = hp.Choice("handle", self.handles)
         inputs = self._input()
         frozen = (
             self.cache_features
-            and len(self._plan(hp, self._max_epochs(hp))) == 1
+            and len(self.plan(hp, self._max_epochs(hp))) == 1
         )
         base = HubLayer(self._base(handle, frozen), name="base")
         features = base(inputs)
@@ -182,7 +191,18 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         return keras.layers.Dense(self.num_classes, name="logits")(x)
 
     # --------------------------------------------------------------- fit
-    def _plan(self, hp, epochs):
+    def plan(self, hp, epochs):
+        """The stage plan the hyperparameters `hp` choose for `epochs`.
+
+        Args:
+            hp: a `keras_tuner.HyperParameters` (during a search, or the
+                best one after it, to retrain that plan).
+            epochs: the total number of epochs.
+
+        Returns:
+            A list of `hk.finetune.Stage`: head-only epochs first, then the
+            unfrozen stage when the plan unfreezes groups.
+        """
         head = min(hp.Choice("head_epochs", self.space["head_epochs"]), epochs)
         groups = hp.Choice("unfreeze_groups", self.space["unfreeze_groups"])
         unfrozen = [g for g in self.space["unfreeze_groups"] if g]
@@ -213,7 +233,7 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
             from_logits=True, label_smoothing=smoothing
         )
         return StagedFineTuner(
-            model, self._plan(hp, epochs), loss=loss, metrics=self.metrics
+            model, self.plan(hp, epochs), loss=loss, metrics=self.metrics
         )
 
     def fit(
@@ -233,8 +253,12 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         """Runs the staged plan the hyperparameters choose."""
         epochs = epochs or self._max_epochs(hp)
         runner = self._runner(hp, model, epochs)
-        y = _one_hot(y, self.num_classes)
-        validation_data = _one_hot_pair(validation_data, self.num_classes)
+        y = one_hot(y, self.num_classes)
+        if validation_data is not None:
+            validation_data = (
+                validation_data[0],
+                one_hot(validation_data[1], self.num_classes),
+            )
         if (
             self.cache_features
             and len(runner.stages) == 1
@@ -340,148 +364,31 @@ class _ForwardTo(keras.callbacks.Callback):
         return object.__getattribute__(self, name)
 
 
-def search_report(tuner, output_dir):
-    """Writes `trials.md` (a table) and `search.png` (objective per trial
-    and per hyperparameter); returns the table as text."""
-    trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
-    names = sorted(
-        {
-            k
-            for t in trials
-            for k in t.hyperparameters.values
-            if not k.startswith("tuner/")
-        }
-    )
-    header = ["trial", "status", "score", *names]
-    rows = [
-        [
-            t.trial_id,
-            t.status,
-            _fmt(t.score),
-            *[_fmt(t.hyperparameters.values.get(n, "")) for n in names],
-        ]
-        for t in trials
-    ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
-    table = "\n".join(lines)
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "trials.md"), "w") as f:
-        f.write(table + "\n")
-    _plot_search(
-        trials,
-        names,
-        tuner.oracle.objective.name,
-        os.path.join(output_dir, "search.png"),
-    )
-    return table
-
-
-def _plot_search(trials, names, objective, path):
-    from keras_hubkit.plots import _pyplot
-
-    plt = _pyplot()
-    scored = [t for t in trials if t.score is not None]
-    panels = 1 + len(names)
-    cols = min(panels, 3)
-    rows = math.ceil(panels / cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False
-    )
-    axes = axes.ravel()
-    axes[0].plot(range(1, len(scored) + 1), [t.score for t in scored], "o-")
-    axes[0].set_xlabel("trial")
-    axes[0].set_ylabel(objective)
-    for ax, name in zip(axes[1:], names):
-        points = [
-            (t.hyperparameters.values.get(name), t.score)
-            for t in scored
-            if name in t.hyperparameters.values
-        ]
-        ax.plot([str(p[0]) for p in points], [p[1] for p in points], "o")
-        ax.set_xlabel(name)
-        ax.set_ylabel(objective)
-    for ax in axes[panels:]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def search_recipe(recipe, output_dir, verbose="auto"):
-    """Runs a recipe's `[search]`, then retrains the best plan and exports."""
-    from keras_hubkit.classifier import load_data
-    from keras_hubkit.classifier import train_classifier
-
-    search = dict(recipe["search"])
-    data_config = recipe.get("data", {})
-    dataset = load_data(data_config)
-    seed = int(data_config.get("seed", 0))
-    train, _ = dataset.split(data_config.get("test_split", 0.2), seed)
-    train, val = train.split(data_config.get("validation_split", 0.2), seed)
-    model_config = recipe.get("model", {})
-    hypermodel = HubClassifierHyperModel(
-        model_config["handle"],
-        len(dataset.class_names),
-        input_shape=train.x.shape[1:] if train.x.dtype != object else (),
-        dropout=search.get("dropout", (0.0, 0.2)),
-        head_epochs=search.get("head_epochs", (1, 2)),
-        unfreeze_groups=search.get("unfreeze_groups", (0, 1, 2)),
-        base_lr=search.get("base_lr", (1e-5, 1e-3)),
-        layer_decay=search.get("layer_decay", (0.5, 0.9)),
-        label_smoothing=[model_config.get("label_smoothing", 0.0)],
-        cache_features=search.get("cache_features", False),
-    )
-    epochs = int(search.get("epochs", 4))
-    tuner = make_tuner(
-        search.get("tuner", "random"),
-        hypermodel,
-        max_trials=int(search.get("max_trials", 4)),
-        max_epochs=epochs,
-        directory=os.path.join(output_dir, "search"),
-    )
-    tuner.search(
-        _as_input(train.x),
-        train.y,
-        epochs=epochs,
-        validation_data=(_as_input(val.x), val.y),
-        verbose=0,
-    )
-    print(search_report(tuner, output_dir))
-    best = tuner.get_best_hyperparameters(1)[0].values
-    final = dict(recipe)
-    final["model"] = {
-        "handle": model_config["handle"],
-        "dropout": best.get("dropout", 0.0),
-        "label_smoothing": model_config.get("label_smoothing", 0.0),
-    }
-    final["stages"] = [
-        {
-            "epochs": s.epochs,
-            "unfreeze": s.unfreeze,
-            "lr": s.lr,
-            **({"layer_decay": s.layer_decay} if s.layer_decay else {}),
-        }
-        for s in hypermodel._plan(_Fixed(best), epochs)
-    ]
-    final.pop("search")
-    print(
-        f"Best hyperparameters: {best}\nRetraining them into the final model."
-    )
-    result = train_classifier(final, output_dir, verbose=verbose)
-    result["paths"]["trials"] = os.path.join(output_dir, "trials.md")
-    result["paths"]["search_plot"] = os.path.join(output_dir, "search.png")
-    return result
-
-
 def make_tuner(
     name, hypermodel, *, max_trials, max_epochs, objective="val_loss", **kwargs
 ):
-    """A keras-tuner tuner by name (random, bayesian, hyperband, grid)."""
+    """A keras-tuner tuner by name.
+
+    Args:
+        name: "random", "bayesian", "hyperband" or "grid".
+        hypermodel: the `keras_tuner.HyperModel` to search.
+        max_trials: the trial budget (Hyperband ignores it).
+        max_epochs: Hyperband's `max_epochs`.
+        objective: what to minimise or maximise.
+        **kwargs: more arguments of the tuner (`directory`, ...).
+
+    Returns:
+        The tuner.
+
+    Raises:
+        RecipeError: an unknown tuner name.
+    """
     if name not in TUNERS:
         raise errors.RecipeError(
-            f"Unknown tuner {name!r}. Expected one of {sorted(TUNERS)}."
+            f"Expected a tuner among {sorted(TUNERS)}. Received: "
+            f"name={name!r}. Pick one of them."
         )
+    _compat.patch_keras_tuner_tensorboard()
     if name == "hyperband":
         return keras_tuner.Hyperband(
             hypermodel, objective=objective, max_epochs=max_epochs, **kwargs
@@ -489,24 +396,6 @@ def make_tuner(
     return TUNERS[name](
         hypermodel, objective=objective, max_trials=max_trials, **kwargs
     )
-
-
-class _Fixed:
-    """Replays chosen hyperparameter values (for the final retraining)."""
-
-    def __init__(self, values):
-        self.values = values
-
-    def Choice(self, name, values, **kwargs):
-        return self.values.get(name, values[0])
-
-    def Float(self, name, low, high, **kwargs):
-        return self.values.get(name, low)
-
-    def conditional_scope(self, *args):
-        import contextlib
-
-        return contextlib.nullcontext()
 
 
 def _fingerprint(x):
@@ -517,32 +406,3 @@ def _fingerprint(x):
         else "\x00".join(map(str, array)).encode()
     )
     return (array.shape, digest.hexdigest())
-
-
-def _one_hot(y, num_classes):
-    if y is None:
-        return None
-    y = np.asarray(y)
-    if y.ndim == 1:
-        return np.eye(num_classes, dtype="float32")[y.astype(int)]
-    return y
-
-
-def _one_hot_pair(data, num_classes):
-    if data is None:
-        return None
-    return (data[0], _one_hot(data[1], num_classes))
-
-
-def _as_input(x):
-    if x.dtype == object:
-        import tensorflow as tf
-
-        return tf.constant(list(x))
-    return x
-
-
-def _fmt(value):
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return value

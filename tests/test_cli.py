@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from keras_hubkit import cli
+from keras_hubkit.app import cli
 
 
 def test_help_lists_commands(capsys):

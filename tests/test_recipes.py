@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 
 import keras_hubkit as hk
-from keras_hubkit import cli
-from keras_hubkit import data as data_lib
 from keras_hubkit import errors
-from keras_hubkit.recipe import load_recipe
+from keras_hubkit.app import cli
+from keras_hubkit.app import data as data_lib
+from keras_hubkit.app.recipe import load_recipe
 
 RECIPES = pathlib.Path(__file__).resolve().parents[1] / "recipes"
 WORDS = {
@@ -188,7 +188,7 @@ def test_text_recipes(text_dir, text_model, tmp_path):
 def test_exported_model_predicts_like_the_trained_one(
     image_dir, image_model, tmp_path
 ):
-    from keras_hubkit.classifier import train_classifier
+    from keras_hubkit.app.train import train_classifier
 
     recipe = {
         "data": {

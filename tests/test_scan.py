@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 import keras_hubkit as hk
-from keras_hubkit import cli
 from keras_hubkit import errors
+from keras_hubkit.app import cli
 
 
 @pytest.fixture(scope="session")

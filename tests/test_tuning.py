@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 import keras_hubkit as hk
+from keras_hubkit.app.search import search_report
 from keras_hubkit.tuning import HubClassifierHyperModel
 
 from helpers import free_port
@@ -121,13 +122,13 @@ def test_cached_features_match_uncached(image_model, tmp_path):
             else None
         )
     assert scores[0] == pytest.approx(scores[2], rel=1e-4)
-    assert len(hypermodel._feature_cache) == 1  # computed once, reused
+    assert hypermodel.cached_feature_sets == 1  # computed once, reused
 
 
 def test_diverged_trial_fails_and_search_goes_on(image_model, tmp_path):
     class Diverging(HubClassifierHyperModel):
-        def _plan(self, hp, epochs):
-            stages = super()._plan(hp, epochs)
+        def plan(self, hp, epochs):
+            stages = super().plan(hp, epochs)
             if hp.get("dropout") == 0.2:
                 stages[0].lr = float("inf")  # diverges at once
                 stages[0].optimizer = lambda lr: keras.optimizers.SGD(lr)
@@ -210,7 +211,7 @@ def test_search_report_table_and_plot(image_model, tmp_path):
     )
     x, y = _data()
     _search(tuner, x, y)
-    table = hk.tuning.search_report(tuner, str(tmp_path / "report"))
+    table = search_report(tuner, str(tmp_path / "report"))
     assert "unfreeze_groups" in table and "COMPLETED" in table
     assert (tmp_path / "report" / "search.png").stat().st_size > 0
 
@@ -218,6 +219,7 @@ def test_search_report_table_and_plot(image_model, tmp_path):
 def test_tensorboard_free_trials(image_model):
     from keras_tuner.src.engine import tuner as tuner_module
 
+    HubClassifierHyperModel(image_model, 2, input_shape=(8, 8, 3))
     assert tuner_module.Tuner._configure_tensorboard_dir._hubkit_patched
 
 

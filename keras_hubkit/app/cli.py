@@ -6,7 +6,7 @@ import sys
 
 
 def _demo(args):
-    from keras_hubkit import demo
+    from keras_hubkit.app import demo
 
     demo.run(args.output_dir, quick=args.quick)
     return 0
@@ -34,7 +34,7 @@ def _cache(args):
 
 
 def _inspect(args):
-    from keras_hubkit._describe import describe
+    from keras_hubkit.app._describe import describe
 
     text, loaded = describe(args.handle, allow_ops=args.allow_op or None)
     print(text)
@@ -53,8 +53,8 @@ def _print_result(result):
 
 
 def _run(args):
-    from keras_hubkit.recipe import load_recipe
-    from keras_hubkit.recipe import run_recipe
+    from keras_hubkit.app.recipe import load_recipe
+    from keras_hubkit.app.recipe import run_recipe
 
     recipe = load_recipe(args.recipe, args.set or ())
     _print_result(run_recipe(recipe, args.output))
@@ -62,7 +62,7 @@ def _run(args):
 
 
 def _train(args):
-    from keras_hubkit.recipe import run_recipe
+    from keras_hubkit.app.recipe import run_recipe
 
     if bool(args.data) == bool(args.csv):
         raise SystemExit("hubkit train: give either --data DIR or --csv FILE")

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 import keras_hubkit as hk
-from keras_hubkit import plots
+from keras_hubkit.app import plots
 from keras_hubkit.finetune import Stage
 from keras_hubkit.finetune import StagedFineTuner
 

@@ -6,7 +6,7 @@ Matplotlib is imported lazily (it comes with the `demo` extra).
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,7 +24,7 @@ def training_curves(history, path, title="Training"):
         path: the PNG file to write.
         title: the figure title.
     """
-    plt = _pyplot()
+    plt = pyplot()
     logs = getattr(history, "history", history)
     stages = logs.get("stage") or [0] * len(logs.get("loss", []))
     metrics = [m for m in ("loss", "accuracy") if m in logs]
@@ -81,7 +81,7 @@ def confusion_matrix(y_true, y_pred, class_names):
 
 def confusion_matrix_plot(matrix, class_names, path, title="Confusion"):
     """Draws a confusion matrix with counts in the cells."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(class_names)
     size = max(3.5, 0.5 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))

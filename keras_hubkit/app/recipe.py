@@ -119,18 +119,37 @@ def _parse(raw):
         return raw
 
 
-def run_recipe(recipe, output_dir=None, verbose="auto"):
-    """Runs a loaded recipe: trains (or searches), evaluates, exports."""
-    from keras_hubkit.classifier import train_classifier
+def run_recipe(recipe, output_dir=None, verbose="auto", overwrite=False):
+    """Runs a loaded recipe: trains (or searches), evaluates, exports.
 
+    Args:
+        recipe: a dict from `load_recipe`.
+        output_dir: where results go (default: the recipe's `[output] dir`).
+        verbose: Keras verbosity.
+        overwrite: write into an output folder that already holds files.
+
+    Returns:
+        The run's results (see `keras_hubkit.app.train.train_classifier`).
+
+    Raises:
+        RecipeError: the recipe is malformed or says nowhere to write.
+        OutputExistsError: the output folder holds files.
+        DataError: the data cannot be read.
+    """
     output_dir = output_dir or recipe.get("output", {}).get("dir")
     if not output_dir:
         raise errors.RecipeError(
-            "Where should results go? Set [output] dir in the recipe or pass "
-            "--output."
+            "Expected an output folder. Received: no [output] dir in the "
+            "recipe and no --output. Set one of them."
         )
     if recipe.get("search"):
-        from keras_hubkit.tuning import search_recipe
+        from keras_hubkit.app.search import search_recipe
 
-        return search_recipe(recipe, output_dir, verbose=verbose)
-    return train_classifier(recipe, output_dir, verbose=verbose)
+        return search_recipe(
+            recipe, output_dir, verbose=verbose, overwrite=overwrite
+        )
+    from keras_hubkit.app.train import train_classifier
+
+    return train_classifier(
+        recipe, output_dir, verbose=verbose, overwrite=overwrite
+    )

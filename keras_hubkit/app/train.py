@@ -1,25 +1,32 @@
-"""Image and text classifiers from a handle, and the pipeline that trains,
-evaluates and exports them (what `hubkit train` and recipes run).
+"""The pipeline `hubkit train` and recipes run: load data, train a
+classifier in stages, evaluate it on a held-out split, and write the model,
+labels, metrics and pictures to an output folder.
 
-Defaults follow TF Hub's `make_image_classifier`: dropout 0.2, L2 1e-4 on
-the head, label smoothing 0.1, SGD 0.005 with momentum 0.9.
+Defaults follow TF Hub's `make_image_classifier`: label smoothing 0.1, SGD
+0.005 with momentum 0.9, 20% of the training data held out for validation.
 """
 
+import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 
 import keras
 import numpy as np
 
-from keras_hubkit import data as data_lib
+from keras_hubkit import constants
 from keras_hubkit import errors
-from keras_hubkit import plots
+from keras_hubkit.app import data as data_lib
+from keras_hubkit.app import plots
+from keras_hubkit.classifier import image_classifier
+from keras_hubkit.classifier import model_input
+from keras_hubkit.classifier import one_hot
+from keras_hubkit.classifier import text_classifier
 from keras_hubkit.export import export_saved_model
 from keras_hubkit.finetune import Stage
 from keras_hubkit.finetune import StagedFineTuner
-from keras_hubkit.hub_layer import HubLayer
 
 OPTIMIZERS = {
     "sgd": lambda lr, m: keras.optimizers.SGD(lr, momentum=m),
@@ -33,92 +40,13 @@ DEFAULT_STAGES = [
 ]
 
 
-def image_classifier(
-    handle,
-    num_classes,
-    *,
-    image_size=(224, 224),
-    dropout=0.2,
-    l2=1e-4,
-    hidden=0,
-    **hub_kwargs,
-):
-    """A Keras classifier: `HubLayer(handle)` on images, then a head.
-
-    Args:
-        handle: an image feature vector (inputs `[batch, h, w, 3]` in
-            `[0, 1]`, the TF Hub convention).
-        num_classes: how many classes.
-        image_size: `(height, width)` of the inputs.
-        dropout: dropout before the last layer.
-        l2: L2 penalty on the head's kernels.
-        hidden: units of an optional hidden layer (0: none).
-        **hub_kwargs: more `HubLayer` arguments.
-
-    Returns:
-        A `keras.Model` returning logits; the `HubLayer` is named "base".
-
-    Example:
-
-    ```python
-    model = hk.image_classifier(handle, 5, image_size=(224, 224))
-    ```
-    """
-    inputs = keras.Input((*image_size, 3), name="image")
-    return _with_head(
-        inputs, handle, num_classes, dropout, l2, hidden, hub_kwargs
-    )
-
-
-def text_classifier(
-    handle, num_classes, *, dropout=0.2, l2=1e-4, hidden=0, **hub_kwargs
-):
-    """A Keras classifier: `HubLayer(handle)` on strings, then a head.
-
-    Args:
-        handle: a text embedding taking a batch of strings.
-        num_classes: how many classes.
-        dropout: dropout before the last layer.
-        l2: L2 penalty on the head's kernels.
-        hidden: units of an optional hidden layer (0: none).
-        **hub_kwargs: more `HubLayer` arguments.
-
-    Returns:
-        A `keras.Model` returning logits, with a string input.
-
-    Example:
-
-    ```python
-    model = hk.text_classifier(handle, 2, hidden=16)
-    ```
-    """
-    inputs = keras.Input((), dtype="string", name="text")
-    return _with_head(
-        inputs, handle, num_classes, dropout, l2, hidden, hub_kwargs
-    )
-
-
-def _with_head(inputs, handle, num_classes, dropout, l2, hidden, hub_kwargs):
-    hub_kwargs.setdefault("name", "base")
-    x = HubLayer(handle, **hub_kwargs)(inputs)
-    regularizer = keras.regularizers.L2(l2) if l2 else None
-    if hidden:
-        x = keras.layers.Dense(
-            hidden,
-            activation="relu",
-            name="hidden",
-            kernel_regularizer=regularizer,
-        )(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(
-        num_classes, name="logits", kernel_regularizer=regularizer
-    )(x)
-    return keras.Model(inputs, outputs)
-
-
 def stages_from_config(stage_configs):
-    """`Stage`s from recipe dicts (`optimizer` by name, `momentum`)."""
+    """`Stage`s from recipe dicts (`optimizer` by name, `momentum`).
+
+    Raises:
+        RecipeError: an unknown optimizer or a stage setting `Stage` does
+            not take.
+    """
     stages = []
     for config in stage_configs or DEFAULT_STAGES:
         config = dict(config)
@@ -126,8 +54,8 @@ def stages_from_config(stage_configs):
         momentum = config.pop("momentum", 0.0)
         if name not in OPTIMIZERS:
             raise errors.RecipeError(
-                f"Unknown optimizer {name!r}. Expected one of "
-                f"{sorted(OPTIMIZERS)}."
+                f"Expected an optimizer among {sorted(OPTIMIZERS)}. "
+                f"Received: optimizer={name!r}. Fix the stage's optimizer."
             )
         if "lr_range" in config:
             config["lr_range"] = tuple(config["lr_range"])
@@ -140,12 +68,20 @@ def stages_from_config(stage_configs):
                 )
             )
         except TypeError as e:
-            raise errors.RecipeError(f"Bad stage {config}: {e}") from e
+            raise errors.RecipeError(
+                f"Expected stage settings that `hk.finetune.Stage` takes. "
+                f"Received: stage={config} ({e}). Fix or remove the setting."
+            ) from e
     return stages
 
 
 def load_data(config):
-    """A `data_lib.Dataset` from a recipe's `[data]` table."""
+    """A `Dataset` from a recipe's `[data]` table.
+
+    Raises:
+        RecipeError: an unknown data kind.
+        DataError: the data cannot be read (see `keras_hubkit.app.data`).
+    """
     kind = config.get("kind")
     path = config.get("path")
     if kind == "image_folder":
@@ -160,69 +96,117 @@ def load_data(config):
             config.get("label_column", "label"),
         )
     raise errors.RecipeError(
-        f"Unknown data kind {kind!r}. Expected image_folder, text_folder or "
-        "text_csv."
+        "Expected a data kind among image_folder, text_folder and text_csv. "
+        f"Received: kind={kind!r}. Set [data] kind in the recipe."
     )
 
 
-def train_classifier(recipe, output_dir, verbose="auto"):
+def split_data(config):
+    """Loads a `[data]` table and splits it the one way every run does.
+
+    Returns:
+        `(dataset, train, validation, test)`; `validation` is None when the
+        table's `validation_split` is 0.
+    """
+    dataset = load_data(config)
+    seed = int(config.get("seed", 0))
+    train, test = dataset.split(
+        config.get("test_split", constants.TEST_SPLIT), seed
+    )
+    train, val = train.split(
+        config.get("validation_split", constants.VALIDATION_SPLIT), seed
+    )
+    return dataset, train, val, test
+
+
+def train_classifier(recipe, output_dir, verbose="auto", overwrite=False):
     """Trains, evaluates and exports a classifier described by `recipe`.
 
     Args:
         recipe: a dict with `data`, `model`, `stages`, `output` tables (see
             the recipes guide).
-        output_dir: where results go.
+        output_dir: where results go; created, and removed again if the
+            run fails before writing anything into it.
         verbose: Keras verbosity; "auto" shows a progress bar on a terminal
             and one line per epoch otherwise.
+        overwrite: write into an `output_dir` that already holds files.
 
     Returns:
         A dict of results (metrics, paths).
+
+    Raises:
+        OutputExistsError: `output_dir` holds files and `overwrite` is off.
+        RecipeError: the recipe is malformed.
+        DataError: the data cannot be read.
     """
-    os.makedirs(output_dir, exist_ok=True)
-    data_config = recipe.get("data", {})
-    dataset = load_data(data_config)
-    seed = int(data_config.get("seed", 0))
-    train, test = dataset.split(data_config.get("test_split", 0.2), seed)
-    train, val = train.split(data_config.get("validation_split", 0.0), seed)
-    model = build_model(recipe.get("model", {}), dataset, data_config)
-    num_classes = len(dataset.class_names)
-    smoothing = float(recipe.get("model", {}).get("label_smoothing", 0.1))
-    loss = keras.losses.CategoricalCrossentropy(
-        from_logits=True, label_smoothing=smoothing
-    )
-    verbose = _verbosity(verbose)
-    started = time.perf_counter()
-    history = StagedFineTuner(
-        model,
-        stages_from_config(recipe.get("stages")),
-        loss=loss,
-        metrics=["accuracy"],
-    ).run(
-        _inputs(train.x),
-        _one_hot(train.y, num_classes),
-        validation_data=(_inputs(val.x), _one_hot(val.y, num_classes))
-        if val
-        else None,
-        batch_size=int(data_config.get("batch_size", 32)),
-        verbose=verbose,
-    )
-    seconds = time.perf_counter() - started
-    return _finish(
-        model,
-        history,
-        test,
-        dataset.class_names,
-        output_dir,
-        recipe.get("output", {}),
-        seconds,
-    )
+    with output_folder(output_dir, overwrite):
+        data_config = recipe.get("data", {})
+        dataset, train, val, test = split_data(data_config)
+        model = build_model(recipe.get("model", {}), dataset)
+        num_classes = len(dataset.class_names)
+        smoothing = float(recipe.get("model", {}).get("label_smoothing", 0.1))
+        loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=smoothing
+        )
+        started = time.perf_counter()
+        history = StagedFineTuner(
+            model,
+            stages_from_config(recipe.get("stages")),
+            loss=loss,
+            metrics=["accuracy"],
+        ).run(
+            model_input(train.x),
+            one_hot(train.y, num_classes),
+            validation_data=(model_input(val.x), one_hot(val.y, num_classes))
+            if val
+            else None,
+            batch_size=int(data_config.get("batch_size", 32)),
+            verbose=_verbosity(verbose),
+        )
+        seconds = time.perf_counter() - started
+        return _finish(
+            model,
+            history,
+            test,
+            dataset.class_names,
+            output_dir,
+            recipe.get("output", {}),
+            seconds,
+        )
 
 
-def build_model(model_config, dataset, data_config):
+@contextlib.contextmanager
+def output_folder(path, overwrite):
+    """Creates `path` for a run; a failed run leaves no empty folder."""
+    if os.path.isdir(path) and os.listdir(path) and not overwrite:
+        raise errors.OutputExistsError(
+            "Expected a new or empty output folder. Received: "
+            f"output={path}, which holds files. Pass --overwrite (or "
+            "overwrite=True), or choose another folder."
+        )
+    created = not os.path.exists(path)
+    os.makedirs(path, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if created and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def build_model(model_config, dataset):
+    """The classifier a recipe's `[model]` table describes, for `dataset`.
+
+    Raises:
+        RecipeError: the table has no handle.
+    """
     config = dict(model_config)
     handle = config.pop("handle", None)
     if not handle:
-        raise errors.RecipeError("The recipe's [model] table needs a handle.")
+        raise errors.RecipeError(
+            "Expected a handle in the recipe's [model] table. Received: "
+            "model.handle is missing. Set it (or pass --handle)."
+        )
     config.pop("label_smoothing", None)
     num_classes = len(dataset.class_names)
     if dataset.x.dtype == object:
@@ -237,7 +221,7 @@ def _finish(model, history, test, class_names, output_dir, output, seconds):
         model.input, keras.layers.Softmax(name="probabilities")(model.output)
     )
     predicted = np.argmax(
-        probabilities.predict(_inputs(test.x), verbose=0), axis=1
+        probabilities.predict(model_input(test.x), verbose=0), axis=1
     )
     matrix = plots.confusion_matrix(test.y, predicted, class_names)
     metrics = {
@@ -274,19 +258,6 @@ def _finish(model, history, test, class_names, output_dir, output, seconds):
         ),
     }
     return {**metrics, "paths": paths, "model": probabilities}
-
-
-def _inputs(x):
-    # Keras's array adapters reject NumPy string arrays; TF takes lists.
-    if x.dtype == object:
-        import tensorflow as tf
-
-        return tf.constant(list(x))
-    return x
-
-
-def _one_hot(labels, num_classes):
-    return np.eye(num_classes, dtype="float32")[labels]
 
 
 def _verbosity(verbose):
