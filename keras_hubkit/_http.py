@@ -226,9 +226,9 @@ def parse_auth_env(text=None):
         if not sep or not host or not credential or "/" in host:
             raise errors.ConfigError(
                 f"Expected entries HOST=user:password or HOST=Bearer TOKEN "
-                f"in {constants.HTTP_AUTH_ENV}. Received: entry {number} "
-                f"(host {host!r}) is malformed. Fix that entry; separate "
-                "entries with ';'."
+                f"in {constants.HTTP_AUTH_ENV}. Received: entry {number} is "
+                "malformed (not shown: it may hold a secret). Fix that "
+                "entry; separate entries with ';'."
             )
         if " " in credential:
             found[host] = credential  # "Bearer TOKEN" and the like
