@@ -182,7 +182,7 @@ def test_malformed_auth_variable_is_a_config_error(server, cache, monkeypatch):
 )
 def test_only_http_redirects_are_followed(server, cache, location):
     url = server.route("/m", Redirect(location, 302))
-    with pytest.raises(errors.DownloadError, match="http\\(s\\) URLs only"):
+    with pytest.raises(errors.DownloadError, match=r"http\(s\) URLs only"):
         hk.resolve(f"{_with_credentials(url)}?token=tok123", **_fast())
     assert server.hits("/m") == 1  # refused, not retried
     assert _cache_is_clean(cache)
@@ -207,7 +207,9 @@ def test_a_dripping_server_hits_the_deadline(server, cache, in_headers):
     # One byte every 0.2 s: no read ever waits for the 2 s read timeout.
     url = server.route("/drip", Drip(0.2, in_headers=in_headers))
     start = time.monotonic()
-    with pytest.raises(errors.DownloadError, match="deadline of 1.5s") as info:
+    with pytest.raises(
+        errors.DownloadError, match=r"deadline of 1\.5s"
+    ) as info:
         hk.resolve(url, **_fast(deadline=1.5))
     assert time.monotonic() - start < 5
     message = str(info.value)
