@@ -4,7 +4,9 @@ form "what was expected. Received: name=value. How to fix it." (issue 13)."""
 import os
 import shutil
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_hubkit as hk
 from keras_hubkit import errors
@@ -74,6 +76,34 @@ def test_damaged_variables(broken, name, how, word):
     with pytest.raises(errors.InvalidSavedModelError) as info:
         hk.load(path)
     _assert_typed(info, word)
+
+
+class _Wide(tf.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = tf.Variable(np.ones(4096, "float32"))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def __call__(self, x):
+        return x * tf.reduce_sum(self.w)
+
+
+def test_truncated_shard_is_found_before_loading(tmp_path, monkeypatch):
+    path = str(tmp_path / "wide")
+    tf.saved_model.save(_Wide(), path)
+    data = os.path.join(path, DATA)
+    with open(data, "rb") as f:
+        content = f.read()
+    with open(data, "wb") as f:
+        f.write(content[: len(content) // 2])
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("loaded a truncated model")
+
+    monkeypatch.setattr(tf.saved_model, "load", must_not_load)
+    with pytest.raises(errors.InvalidSavedModelError) as info:
+        hk.load(path)
+    _assert_typed(info, "truncated", "16384 bytes")
 
 
 def test_missing_variables_folder(mul_model, tmp_path):
