@@ -6,6 +6,13 @@ names that stay inside the destination; links, devices, absolute paths,
 (CVE-2007-4559 and its later bypasses all go through links or names).
 The gzip trailer (CRC and length) is checked, so a truncated or corrupt
 archive is an error, never a cache entry.
+
+Every bound holds before bytes are buffered. `tarfile` reads an extension
+header (a pax header, a GNU long name or long link) into memory whole, and
+follows GNU sparse maps for as long as they go on; `_BoundedTarInfo` checks
+the size a header announces against `constants.MAX_TAR_HEADER_BYTES` (and
+all headers together, and how many may chain before one member) before
+`tarfile` reads it, and refuses sparse members outright.
 """
 
 import gzip
@@ -14,6 +21,7 @@ import posixpath
 import tarfile
 import zlib
 
+from keras_hubkit import constants
 from keras_hubkit import errors
 
 _CHUNK = 1 << 20
@@ -36,11 +44,12 @@ def extract(stream, dest, *, source, max_bytes, max_members, on_bytes=None):
     _check_looks_like_archive(head, source)
     raw = gzip.GzipFile(fileobj=counted) if head[:2] == _GZIP_MAGIC else counted
     try:
-        with tarfile.open(fileobj=raw, mode="r|*") as archive:
+        with _BoundedTarFile.open(
+            fileobj=raw, mode="r|*", source=source
+        ) as archive:
             _extract_members(archive, dest, source, max_bytes, max_members)
         # Read to the end so GzipFile checks the CRC and length trailer.
-        while raw.read(_CHUNK):
-            pass
+        _drain_trailer(raw, source)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise errors.DownloadError(
             f"{source!r} is not a complete model archive: {e}. The download "
@@ -89,7 +98,7 @@ def _extract_members(archive, dest, source, max_bytes, max_members):
         if member.isdir():
             os.makedirs(target, mode=0o755, exist_ok=True)
             continue
-        if not member.isfile():
+        if not member.isfile() or member.sparse is not None:
             raise errors.UnsafeArchiveError(
                 f"{source!r} holds {member.name!r}, a "
                 f"{_kind(member)}. Model archives hold only files and "
@@ -140,6 +149,8 @@ def safe_member_name(name, source):
 
 
 def _kind(member):
+    if member.sparse is not None:
+        return "sparse file"
     if member.issym():
         return f"symbolic link to {member.linkname!r}"
     if member.islnk():
@@ -179,14 +190,108 @@ class _Counting:
     def read(self, n=-1):
         if self._buffer:
             if n is None or n < 0:
-                out, self._buffer = self._buffer + self._read(-1), b""
+                out, self._buffer = self._buffer, b""
                 return out
             out, self._buffer = self._buffer[:n], self._buffer[n:]
             return out
         return self._read(n)
 
     def _read(self, n):
-        chunk = self._stream.read(n) if n >= 0 else self._stream.read()
+        # Never read a whole stream at once: `read()` means one chunk.
+        chunk = self._stream.read(n if n >= 0 else _CHUNK)
         if chunk and self._on_bytes:
             self._on_bytes(len(chunk))
         return chunk
+
+
+def _drain_trailer(raw, source):
+    """Reads past the tar end marker (to the gzip trailer), boundedly."""
+    left = constants.MAX_TAR_TRAILER_BYTES
+    while chunk := raw.read(_CHUNK):
+        left -= len(chunk)
+        if left < 0:
+            raise errors.UnsafeArchiveError(
+                f"Expected at most {constants.MAX_TAR_TRAILER_BYTES} bytes of "
+                f"padding after the end of the tar archive. Received: "
+                f"{source!r} goes on past that. Refusing it (data hidden "
+                "after the archive, or a decompression bomb)."
+            )
+
+
+_EXTENSION_TYPES = (
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A `TarInfo` that refuses oversized headers before they are read.
+
+    `_proc_member` is `tarfile`'s (private, stable since Python 2.6) step
+    that reads whatever follows a header block; overriding it is the only
+    place where the announced size is known and nothing has been read yet.
+    """
+
+    def _proc_member(self, tarfile_):
+        if self.type in _EXTENSION_TYPES:
+            tarfile_.check_extension_header(self)
+        elif self.type == tarfile.GNUTYPE_SPARSE:
+            raise tarfile_.refuse_sparse(self)
+        else:
+            tarfile_.header_chain = 0
+        return super()._proc_member(tarfile_)
+
+    def _proc_gnusparse_10(self, next, pax_headers, tarfile_):
+        # GNU sparse 1.0 reads its map, of any length, from the data.
+        raise tarfile_.refuse_sparse(next)
+
+
+class _BoundedTarFile(tarfile.TarFile):
+    """Keeps the extension-header budget of one archive."""
+
+    tarinfo = _BoundedTarInfo
+
+    def __init__(self, *args, source="the archive", **kwargs):
+        self.source = source
+        self.header_bytes = 0
+        self.header_chain = 0
+        super().__init__(*args, **kwargs)
+
+    def check_extension_header(self, info):
+        size = info.size
+        self.header_chain += 1
+        self.header_bytes += max(size, 0)
+        if size > constants.MAX_TAR_HEADER_BYTES:
+            raise self._refuse(
+                f"extension headers (pax records, GNU long names) of at most "
+                f"{constants.MAX_TAR_HEADER_BYTES} bytes",
+                f"one of {size} bytes",
+            )
+        if self.header_bytes > constants.MAX_TAR_HEADERS_TOTAL_BYTES:
+            raise self._refuse(
+                f"at most {constants.MAX_TAR_HEADERS_TOTAL_BYTES} bytes of "
+                "extension headers in all",
+                f"{self.header_bytes} bytes so far",
+            )
+        if self.header_chain > constants.MAX_TAR_HEADER_CHAIN:
+            raise self._refuse(
+                f"at most {constants.MAX_TAR_HEADER_CHAIN} extension headers "
+                "before one member",
+                "a longer chain",
+            )
+
+    def refuse_sparse(self, info):
+        return self._refuse(
+            "regular files, not sparse files",
+            f"{info.name!r}, a GNU sparse file",
+        )
+
+    def _refuse(self, expected, received):
+        return errors.UnsafeArchiveError(
+            f"Expected {expected}. Received: {self.source!r} has {received}. "
+            "Refusing the archive before reading it into memory; a model "
+            "archive needs no such thing."
+        )

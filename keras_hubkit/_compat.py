@@ -63,3 +63,39 @@ def patch_keras_tuner_tensorboard():
 
     configure._hubkit_patched = True
     tuner_module.Tuner._configure_tensorboard_dir = configure
+
+
+# --- export (re-exporting Keras models and HubLayers) ---
+def all_sublayers(layer):
+    """`layer` and every layer nested in it, each once.
+
+    Keras 3 has no public recursive listing (`Model.layers` is one level
+    and plain layers do not expose theirs); `_flatten_layers` is the walk
+    Keras itself uses for weights and losses (Keras 3.0 through 3.15).
+    """
+    seen = {}
+    for sub in [layer, *layer._flatten_layers(include_self=False)]:
+        seen.setdefault(id(sub), sub)
+    return list(seen.values())
+
+
+def hub_layer_input_spec(layer):
+    """The `tf.TensorSpec` a HubLayer's SavedModel was traced for, or None.
+
+    Uses the public `HubLayer.traced_input_spec` when the layer has it;
+    until then the attribute HubLayer has kept since keras_hubkit 0.1.
+    """
+    if hasattr(type(layer), "traced_input_spec"):
+        return layer.traced_input_spec
+    return getattr(layer, "_traced_spec", None)
+
+
+def hub_layer_regularization_losses(layer):
+    """A HubLayer's zero-argument regularization-loss functions.
+
+    Uses the public `HubLayer.regularization_loss_fns` when the layer has
+    it; until then the attribute HubLayer has kept since keras_hubkit 0.1.
+    """
+    if hasattr(type(layer), "regularization_loss_fns"):
+        return list(layer.regularization_loss_fns)
+    return list(getattr(layer, "_reg_losses", ()))

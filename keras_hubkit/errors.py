@@ -23,6 +23,10 @@ class HandleNotFoundError(HubkitError, FileNotFoundError):
     """A local handle, or a remote model, does not exist."""
 
 
+class InvalidSavedModelError(HandleError):
+    """A SavedModel's files are garbage, truncated, empty or missing."""
+
+
 class UnsupportedSchemeError(HandleError):
     """A handle uses a URL scheme no resolver supports."""
 
@@ -37,6 +41,10 @@ class UnsafeArchiveError(DownloadError):
 
 class CacheError(HubkitError, OSError):
     """The cache is unusable: not writable, locked, or corrupt."""
+
+
+class ConfigError(HubkitError, ValueError):
+    """An environment variable or setting holds a value that cannot work."""
 
 
 class OfflineError(HubkitError, ConnectionError):

@@ -12,13 +12,15 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import re
 import shutil
+import socket
 import uuid
 
 import keras
-import numpy as np
 import tensorflow as tf
 
+from keras_hubkit import _compat
 from keras_hubkit import errors
 from keras_hubkit.hub_layer import HubLayer
 from keras_hubkit.scan import scan_path
@@ -82,11 +84,12 @@ def export_saved_model(
     export_dir = os.path.abspath(os.fspath(export_dir))
     _check_destination(export_dir, overwrite)
     root, default_signatures = _prepare(obj, input_signature)
-    _check_finite(getattr(root, "variables", []) or [], export_dir)
+    _check_finite(_written_variables(root), export_dir)
     all_signatures = {**default_signatures, **(signatures or {})}
     parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)
-    tmp = f"{export_dir}.{uuid.uuid4().hex[:8]}.tmp"
+    remove_dead_leftovers(export_dir)
+    tmp = _sibling(export_dir, "tmp")
     try:
         tf.saved_model.save(root, tmp, signatures=all_signatures or None)
         if class_names is not None:
@@ -155,7 +158,11 @@ def _input_spec(layer, input_signature):
             return _specs_of(known[0] if len(known) == 1 else known)
         # A Sequential built from data has no symbolic input; a HubLayer in
         # front knows what its SavedModel was traced for.
-        spec = getattr(first, "_traced_spec", None)
+        spec = (
+            _compat.hub_layer_input_spec(first)
+            if isinstance(first, HubLayer)
+            else None
+        )
         if spec is not None:
             return tf.TensorSpec((None, *spec.shape[1:]), spec.dtype)
         raise errors.ExportError(
@@ -206,22 +213,19 @@ class _ReusableKeras:
 
     def _losses(self):
         losses = []
-        for sub in _all_layers(self.layer):
-            if not sub.trainable:
-                continue
-            for variable in sub._trainable_variables:  # own weights only
-                if variable.trainable and variable.regularizer is not None:
-                    losses.append(_weight_loss(variable))
+        seen = set()
+        for variable in self.layer.trainable_weights:
+            regularizer = getattr(variable, "regularizer", None)
+            if id(variable) not in seen and regularizer is not None:
+                seen.add(id(variable))
+                losses.append(_weight_loss(variable))
+        for sub in _compat.all_sublayers(self.layer):
             if isinstance(sub, HubLayer) and sub.trainable:
-                losses += [_zero_arg(fn) for fn in sub._reg_losses]
+                losses += [
+                    _zero_arg(fn)
+                    for fn in _compat.hub_layer_regularization_losses(sub)
+                ]
         return losses
-
-
-def _all_layers(layer):
-    seen = {}
-    for sub in [layer, *layer._flatten_layers(include_self=False)]:
-        seen.setdefault(id(sub), sub)
-    return list(seen.values())
 
 
 def _weight_loss(variable):
@@ -261,10 +265,25 @@ def _check_destination(export_dir, overwrite):
         )
 
 
+def _written_variables(root):
+    """Every variable `tf.saved_model.save(root)` writes.
+
+    Walks the object graph as the saver does (`tf.train.TrackableView`),
+    so variables are found whether or not the object lists them in a
+    `variables` attribute (a loaded SavedModel need not have one).
+    """
+    found = {}
+    for trackable in tf.train.TrackableView(root).descendants():
+        if isinstance(trackable, (tf.Variable, keras.Variable)):
+            variable = _tf_var(trackable)
+            found.setdefault(id(variable), variable)
+    return list(found.values())
+
+
 def _check_finite(variables, export_dir):
     bad = []
     for v in variables:
-        if v.dtype.is_floating and not np.all(np.isfinite(v.numpy())):
+        if not _is_finite(v):
             bad.append(v.name)
     if bad:
         raise errors.ExportError(
@@ -273,6 +292,18 @@ def _check_finite(variables, export_dir):
             "diverged; restore the last good weights (e.g. "
             "EarlyStopping(restore_best_weights=True)) and export again."
         )
+
+
+def _is_finite(variable):
+    dtype = tf.as_dtype(variable.dtype)
+    if dtype.is_complex:
+        value = tf.convert_to_tensor(variable)
+        parts = [tf.math.real(value), tf.math.imag(value)]
+    elif dtype.is_floating:
+        parts = [tf.convert_to_tensor(variable)]
+    else:
+        return True
+    return all(bool(tf.reduce_all(tf.math.is_finite(p))) for p in parts)
 
 
 def _write_labels(folder, class_names):
@@ -300,6 +331,58 @@ def _write_tflite(folder):
 
 
 # ------------------------------------------------------------ atomic move
+# A sibling of the destination is named `<dest>.<pid>.<random>.<host>.tmp`
+# (or `.old`), so a later export can tell a dead process's leftovers from a
+# live concurrent export's folder.
+_SIBLING = re.compile(r"^(\d+)\.[0-9a-f]{8}\.(.+)\.(tmp|old)$")
+
+
+def _sibling(export_dir, kind):
+    host = socket.gethostname() or "localhost"
+    return f"{export_dir}.{os.getpid()}.{uuid.uuid4().hex[:8]}.{host}.{kind}"
+
+
+def remove_dead_leftovers(export_dir):
+    """Removes what killed exports to `export_dir` left beside it.
+
+    A `.tmp` / `.old` sibling whose process (same host) no longer runs is
+    a leftover; one of a live process, or of another host, is kept.
+
+    Returns:
+        The removed paths.
+    """
+    parent, base = os.path.split(export_dir)
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except FileNotFoundError:
+        return removed
+    prefix = base + "."
+    here = socket.gethostname() or "localhost"
+    for name in names:
+        match = name.startswith(prefix) and _SIBLING.match(name[len(prefix) :])
+        if not match:
+            continue
+        pid, host = int(match.group(1)), match.group(2)
+        if host != here or _process_alive(pid):
+            continue
+        path = os.path.join(parent, name)
+        logger.info("Removing the leftover of a killed export: %s", path)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def _move_into_place(tmp, export_dir):
     if not os.path.exists(export_dir):
         os.rename(tmp, export_dir)
@@ -313,7 +396,7 @@ def _move_into_place(tmp, export_dir):
     if _exchange(tmp, export_dir):
         shutil.rmtree(tmp)  # now holds the previous export
         return
-    old = f"{export_dir}.{uuid.uuid4().hex[:8]}.old"
+    old = _sibling(export_dir, "old")
     os.rename(export_dir, old)
     os.rename(tmp, export_dir)
     shutil.rmtree(old, ignore_errors=True)

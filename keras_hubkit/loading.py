@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from keras_hubkit import _validate
 from keras_hubkit import errors
 from keras_hubkit._redact import redact
 from keras_hubkit.resolver import resolve
@@ -67,7 +68,7 @@ def load(
     ```
     """
     path = resolve(handle)
-    check_saved_model_dir(path, handle)
+    _validate.check_saved_model_dir(path, handle)
     check_scan(
         scan_path(path),
         redact(str(handle)),
@@ -78,7 +79,8 @@ def load(
     if tags is None and is_tf1:
         tags = []
     try:
-        obj = _load_saved_model(path, tags, options)
+        with _validate.load_errors(path, handle):
+            obj = _load_saved_model(path, tags, options)
     except tf.errors.NotFoundError as e:
         raise errors.HandleError(
             f"Could not load the SavedModel at {path!r} (handle {handle!r}): "

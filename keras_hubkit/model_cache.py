@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from keras_hubkit import constants
 from keras_hubkit import errors
 from keras_hubkit._redact import redact
+from keras_hubkit._redact import strip_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +72,38 @@ class ModelCache:
 
     # -------------------------------------------------------------- layout
     def path_for(self, handle: str) -> str:
-        """The folder that holds (or will hold) `handle`'s model."""
-        key = hashlib.sha1(handle.encode("utf8")).hexdigest()
-        return os.path.join(self.cache_dir, key)
+        """The folder that holds (or will hold) `handle`'s model.
+
+        The name is the SHA-1 of the handle without its credentials
+        (`strip_credentials`), which is `tensorflow_hub`'s name for every
+        handle that has none; so a handle restored without its credentials
+        finds the model it downloaded.
+        """
+        key = hashlib.sha1(strip_credentials(handle).encode("utf8"))
+        return os.path.join(self.cache_dir, key.hexdigest())
+
+    def ensure_folder(self) -> None:
+        """Creates the cache folder if needed.
+
+        Raises:
+            CacheError: the path is a file, or cannot be created.
+        """
+        try:
+            os.makedirs(self.cache_dir, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise errors.CacheError(
+                "Expected the model cache to be a folder. Received: "
+                f"cache_dir={self.cache_dir!r}, which is a file (or lies "
+                f"under one). Point {constants.CACHE_DIR_ENV} (or cache_dir) "
+                "at a folder, or remove that file."
+            ) from None
+        except OSError as e:
+            raise errors.CacheError(
+                "Expected a model cache folder that can be created. Received: "
+                f"cache_dir={self.cache_dir!r}: {e.strerror}. Point "
+                f"{constants.CACHE_DIR_ENV} (or cache_dir) at a writable "
+                "folder."
+            ) from None
 
     def lookup(self, handle: str):
         """The folder of a complete cached model, or None. Never raises."""
@@ -94,9 +124,17 @@ class ModelCache:
         `timeout` seconds (default: forever; a live download ends by itself
         through its network timeouts).
         """
-        os.makedirs(self.cache_dir, exist_ok=True)
+        self.ensure_folder()
         lock_path = self.path_for(handle) + ".lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise errors.CacheError(
+                "Expected a writable model cache to download into. "
+                f"Received: cache_dir={self.cache_dir!r}: {e.strerror}. "
+                f"Point {constants.CACHE_DIR_ENV} (or cache_dir) at a "
+                "writable folder."
+            ) from None
         deadline = None if timeout is None else time.monotonic() + timeout
         waited = False
         try:
@@ -167,6 +205,11 @@ class ModelCache:
                     "Check that the URL serves a TF2 SavedModel archive."
                 )
             check_complete(root, handle)
+            # Parse the graph and the variables index before caching: a
+            # damaged archive must not become a cache entry.
+            from keras_hubkit import _validate
+
+            _validate.check_saved_model_dir(root, handle)
             _write_descriptor(entry, handle)
             os.replace(root, entry)
         finally:
@@ -184,8 +227,10 @@ class ModelCache:
     def entries(self) -> list[CacheEntry]:
         """Every cached model, with its handle (as recorded), size, and
         whether it is complete."""
-        if not os.path.isdir(self.cache_dir):
+        if not os.path.lexists(self.cache_dir):
             return []
+        if not os.path.isdir(self.cache_dir):
+            self.ensure_folder()  # raises the CacheError that explains it
         found = []
         for name in sorted(os.listdir(self.cache_dir)):
             path = os.path.join(self.cache_dir, name)
@@ -242,7 +287,8 @@ def is_complete_saved_model(path: str) -> bool:
 
 
 def check_complete(path: str, handle) -> None:
-    """Raises `HandleError` unless `path` is a complete SavedModel.
+    """Raises `InvalidSavedModelError` unless `path` has every SavedModel
+    file.
 
     A folder that merely exists is not enough (OS temp cleaners delete the
     files and keep the folders): the graph must be there and, when the model
@@ -252,8 +298,10 @@ def check_complete(path: str, handle) -> None:
         os.path.join(path, n) for n in ("saved_model.pb", "saved_model.pbtxt")
     ]
     if not any(os.path.isfile(g) and os.path.getsize(g) > 0 for g in graph):
-        raise errors.HandleError(
-            f"{redact(str(handle))!r}: {path!r} has no saved_model.pb."
+        raise errors.InvalidSavedModelError(
+            "Expected a non-empty saved_model.pb. Received: "
+            f"handle={redact(handle)!r}, whose folder {path!r} has none. "
+            "Check that the handle names a TF2 SavedModel."
         )
     variables = os.path.join(path, "variables")
     if not os.path.isdir(variables):
@@ -263,18 +311,23 @@ def check_complete(path: str, handle) -> None:
     if not names:
         return  # A model without variables may keep an empty folder.
     if "variables.index" not in names:
-        raise errors.HandleError(
-            f"{redact(str(handle))!r}: variables/variables.index is missing."
+        raise errors.InvalidSavedModelError(
+            "Expected variables/variables.index beside the data shards. "
+            f"Received: handle={redact(handle)!r}, whose folder {path!r} "
+            "has none. The files are incomplete: download the model again."
         )
-    expected = _expected_shards(shards)
+    expected = expected_shard_names(shards)
     if expected is None or not expected <= names:
-        raise errors.HandleError(
-            f"{redact(str(handle))!r}: variable shards are missing in "
-            f"{variables!r} (found {sorted(shards)})."
+        raise errors.InvalidSavedModelError(
+            "Expected every variables data shard. Received: "
+            f"handle={redact(handle)!r}, whose folder {variables!r} holds "
+            f"only {sorted(shards)}. The files are incomplete: download the "
+            "model again."
         )
 
 
-def _expected_shards(shards):
+def expected_shard_names(shards):
+    """The shard names `variables.data-*-of-N` implies, or None."""
     if not shards:
         return None
     match = re.match(r"variables\.data-\d+-of-(\d+)$", shards[0])

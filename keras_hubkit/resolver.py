@@ -34,6 +34,7 @@ class _Options:
     max_retries: int
     max_bytes: int
     max_members: int
+    deadline: float
 
 
 def resolve(
@@ -47,15 +48,18 @@ def resolve(
     max_retries=constants.MAX_RETRIES,
     max_bytes=constants.MAX_ARCHIVE_BYTES,
     max_members=constants.MAX_ARCHIVE_MEMBERS,
+    deadline=None,
 ) -> str:
     """Returns a local folder that holds the SavedModel named by `handle`.
 
     - A local path (or `file://` URL) is returned as is, once it exists.
     - An `http(s)://` handle is fetched per the TF Hub hosting protocol
-      (`?tf-hub-format=compressed`, redirects followed, a .tar.gz streamed),
-      unpacked safely into the cache and its folder returned. The next call
-      finds it in the cache and opens no socket. tfhub.dev, Kaggle Models and
-      any server that implements the protocol work.
+      (`?tf-hub-format=compressed`, http(s) redirects followed, a .tar.gz
+      streamed), unpacked safely into the cache and its folder returned.
+      The next call finds it in the cache and opens no socket. tfhub.dev,
+      Kaggle Models and any server that implements the protocol work.
+      Credentials in the URL (`https://user:password@host/...`) go to that
+      host only; `HUBKIT_HTTP_AUTH` supplies them per host instead.
     - `gs://` and other `tf.io.gfile` filesystems: a folder is read in place;
       a `.tar.gz` goes through the cache like a download.
 
@@ -69,13 +73,17 @@ def resolve(
         max_retries: retries after a connection error, timeout, 429 or 5xx.
         max_bytes: the most bytes an archive may unpack to.
         max_members: the most members an archive may have.
+        deadline: the most seconds a whole download may take, retries
+            included (default `HUBKIT_DOWNLOAD_DEADLINE`, else 4 hours).
 
     Returns:
         The local folder, as a string.
 
     Raises:
         HandleNotFoundError: the path does not exist, or the server says 404.
+        HandleError: a malformed handle (no host, spaces, non-ASCII...).
         UnsupportedSchemeError: no resolver knows the URL scheme.
+        CacheError: the cache folder is unusable (e.g. it is a file).
         OfflineError: offline mode is on and the handle is not cached.
         DownloadError: a network fault or a bad archive (nothing is cached).
 
@@ -85,10 +93,13 @@ def resolve(
     path = hk.resolve("https://tfhub.dev/google/nnlm-en-dim50/2")
     ```
     """
-    handle = os.fspath(handle)
+    if isinstance(handle, os.PathLike):
+        handle = os.fspath(handle)
     if not isinstance(handle, str) or not handle:
         raise errors.HandleError(
-            f"Expected a non-empty path or URL string. Received: {handle!r}."
+            "Expected a non-empty path or URL string. Received: "
+            f"handle={redact(handle)!r} of type {type(handle).__name__}. "
+            "Pass a folder path or an http(s):// URL."
         )
     options = _Options(
         cache=ModelCache(cache_dir),
@@ -101,6 +112,11 @@ def resolve(
         max_retries=max_retries,
         max_bytes=max_bytes,
         max_members=max_members,
+        deadline=constants.env_seconds(
+            constants.DOWNLOAD_DEADLINE_ENV, constants.DOWNLOAD_DEADLINE
+        )
+        if deadline is None
+        else deadline,
     )
     for resolver in _RESOLVERS:
         if resolver.is_supported(handle):
@@ -138,6 +154,7 @@ class HttpResolver:
         return _scheme(handle) in ("http", "https")
 
     def __call__(self, handle, options):
+        _http.check_url(handle)
         return _through_cache(handle, options, self._fill)
 
     def _fill(self, handle, options, tmp):
@@ -148,6 +165,7 @@ class HttpResolver:
             read_timeout=options.read_timeout,
             retries=options.max_retries,
             backoff=constants.BACKOFF_SECONDS,
+            deadline=options.deadline,
         ) as stream:
             _extract_with_progress(stream, tmp, handle, options, stream.length)
 

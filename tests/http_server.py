@@ -41,6 +41,16 @@ class Stall:
     content_length: int = 10**6
 
 
+@dataclass
+class Drip:
+    """One byte every `delay` seconds: never stalls long enough for a read
+    timeout. In the body (`in_headers=False`) or in the header lines."""
+
+    delay: float
+    in_headers: bool = False
+    max_seconds: float = 20.0  # the server gives up by itself
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -90,6 +100,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Location", a.location)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def _drip(self, a):
+        end = time.monotonic() + a.max_seconds
+        try:
+            if a.in_headers:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            else:
+                self.send_response(200)
+                self.send_header("Content-Length", str(10**9))
+                self.end_headers()
+                self.wfile.write(b"\x1f\x8b")
+            self.wfile.flush()
+            while time.monotonic() < end:
+                time.sleep(a.delay)
+                self.wfile.write(b"a" if a.in_headers else b"\0")
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass
+        self.close_connection = True
 
     def _stall(self, a):
         self.send_response(200)

@@ -1,6 +1,11 @@
 """hk.export_saved_model: reusable SavedModels out of fine-tuned models."""
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
 
 import keras
 import numpy as np
@@ -194,6 +199,121 @@ def test_nan_weights_are_refused(tmp_path):
     with pytest.raises(errors.ExportError, match="NaN"):
         hk.export_saved_model(model, tmp_path / "nan")
     assert os.listdir(tmp_path) == []
+
+
+class _HiddenVariable(tf.train.Checkpoint):
+    """Lists one variable in `variables` and keeps another out of it."""
+
+    def __init__(self):
+        super().__init__()
+        self.listed = tf.Variable([1.0, 2.0], name="listed")
+        self.hidden = tf.Variable([1.0, 2.0], name="hidden")
+        self.variables = [self.listed]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    def __call__(self, x):
+        return x * self.listed + self.hidden
+
+
+class _NoVariablesAttribute(tf.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = tf.Variable([1.0, 2.0], name="scale")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    def __call__(self, x):
+        return x * self.scale
+
+
+@pytest.mark.parametrize(
+    "cls, name", [(_HiddenVariable, "hidden"), (_NoVariablesAttribute, "scale")]
+)
+def test_nan_anywhere_in_a_loaded_object_is_refused(tmp_path, cls, name):
+    source = cls()
+    tf.saved_model.save(source, str(tmp_path / "src"))
+    loaded = tf.saved_model.load(str(tmp_path / "src"))
+    if cls is _NoVariablesAttribute:
+        # tf.Module's `variables` is a Python property: a loaded copy has
+        # no such attribute.
+        assert not hasattr(loaded, "variables")
+    hk.export_saved_model(loaded, tmp_path / "fine")  # finite: exported
+    getattr(loaded, name).assign([np.nan, 1.0])
+    with pytest.raises(errors.ExportError, match=name):
+        hk.export_saved_model(loaded, tmp_path / "nan")
+    assert not (tmp_path / "nan").exists()
+
+
+def test_inf_in_a_non_trainable_keras_weight_is_refused(tmp_path):
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.BatchNormalization()]
+    )
+    variance = model.layers[0].moving_variance
+    variance.assign(np.array([1.0, np.inf, 1.0], "float32"))
+    with pytest.raises(errors.ExportError, match="moving_variance"):
+        hk.export_saved_model(model, tmp_path / "bn")
+
+
+def _leftover(dest, pid, host=None):
+    host = host or socket.gethostname()
+    path = dest.parent / f"{dest.name}.{pid}.0123abcd.{host}.tmp"
+    (path / "variables").mkdir(parents=True)
+    (path / "saved_model.pb").write_bytes(b"half")
+    return path
+
+
+def test_leftovers_of_dead_exports_are_removed(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    dest = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: its pid is free, as after a kill
+    dead = _leftover(dest, child.pid)
+    live = _leftover(dest, os.getppid())  # a running process: kept
+    remote = _leftover(dest, child.pid, host="elsewhere.example")
+    hk.export_saved_model(model, dest)
+    assert not dead.exists()
+    assert live.exists() and remote.exists()
+    assert (dest / "saved_model.pb").exists()
+
+
+_KILLED_EXPORT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import keras, tensorflow as tf
+    import keras_hubkit as hk
+
+    real_save = tf.saved_model.save
+
+    def save_then_die(obj, path, **kwargs):
+        real_save(obj, path, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)  # killed mid-export
+
+    tf.saved_model.save = save_then_die
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    hk.export_saved_model(model, sys.argv[1], overwrite=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_export_killed_mid_write_is_cleaned_up_next_time(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    dest = tmp_path / "out"
+    hk.export_saved_model(model, dest)
+    before = (dest / "saved_model.pb").read_bytes()
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": repo}
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_EXPORT, str(dest)],
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    leftovers = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    assert len(leftovers) == 1  # what the killed process left
+    assert (dest / "saved_model.pb").read_bytes() == before  # untouched
+    hk.export_saved_model(model, dest, overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["out"]
 
 
 def test_failure_mid_save_keeps_previous_export(tmp_path, monkeypatch):
