@@ -99,3 +99,33 @@ def hub_layer_regularization_losses(layer):
     if hasattr(type(layer), "regularization_loss_fns"):
         return list(layer.regularization_loss_fns)
     return list(getattr(layer, "_reg_losses", ()))
+
+
+# --- safety scan (allowlist) ---
+def is_op_registered(op_type: str) -> bool:
+    """Whether this process's TensorFlow knows `op_type` right now.
+
+    `op_def_registry.get` (private, TF >= 2.4) caches only hits, so an op
+    registered later (a custom-op package imported) is seen on the next
+    call. The scan's memo relies on that to notice a newly imported package.
+    """
+    from tensorflow.python.framework import op_def_registry
+
+    return op_def_registry.get(op_type) is not None
+
+
+def registered_op_defs():
+    """Every OpDef registered in this process, by op type.
+
+    Reads TensorFlow's C registry (`TF_GetAllOpList`, private, TF >= 2.0):
+    the public API has no way to list ops with their inputs, attrs and docs,
+    which the allowlist test checks the list against.
+    """
+    from tensorflow.core.framework import op_def_pb2
+    from tensorflow.python.client import pywrap_tf_session
+
+    ops = op_def_pb2.OpList()
+    ops.ParseFromString(
+        pywrap_tf_session.TF_GetBuffer(pywrap_tf_session.TF_GetAllOpList())
+    )
+    return {op.name: op for op in ops.op}

@@ -85,3 +85,7 @@ class DataError(HubkitError, ValueError):
 
 class RecipeError(HubkitError, ValueError):
     """A recipe file is malformed or names an unknown setting."""
+
+
+class CustomOpError(HandleError):
+    """The model needs ops of a custom-op package that is not imported."""

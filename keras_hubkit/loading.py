@@ -41,14 +41,15 @@ def load(
         tags: MetaGraph tags to load. Defaults to the SavedModel's only
             MetaGraph (`[]` for a legacy TF1 Hub module).
         options: a `tf.saved_model.LoadOptions`.
-        allow_ops: risky op types (see `hk.scan`) to accept for this model,
-            e.g. `["ReadFile"]`. The opt-in is logged.
+        allow_ops: op types off the allowlist (see `hk.scan`) to accept for
+            this model, e.g. `["ReadFile"]`. The opt-in is logged.
         trusted_fingerprints: `ScanReport.fingerprint`s of models to load
             whatever their ops (also `HUBKIT_TRUSTED_FINGERPRINTS`).
 
-    Before anything runs, the graph is scanned (`hk.scan`): ops that touch
-    files, the network, Python or debug sinks refuse the load unless
-    allowed, because a SavedModel's initializers run inside
+    Before anything runs, the MetaGraph that will be loaded is scanned
+    (`hk.scan`): an op that is not on the allowlist of op types that compute
+    on tensors only (and not structurally exempt, like the saver) refuses
+    the load unless allowed, because a SavedModel's initializers run inside
     `tf.saved_model.load` itself.
 
     Returns:
@@ -56,9 +57,13 @@ def load(
 
     Raises:
         HandleNotFoundError: the handle does not exist.
-        HandleError: the directory holds no SavedModel, or it needs ops that
-            this TensorFlow does not have.
-        UnsafeModelError: the scan found risky ops that were not allowed.
+        HandleError: the directory holds no SavedModel, or no MetaGraph
+            matches `tags`.
+        CustomOpError: the model needs ops that this TensorFlow does not
+            have (a custom-op package, e.g. tensorflow-text, not imported).
+            Import the package and call again: the failure is not cached.
+        UnsafeModelError: the scan found ops off the allowlist that were
+            not allowed.
 
     Example:
 
@@ -69,24 +74,24 @@ def load(
     """
     path = resolve(handle)
     _validate.check_saved_model_dir(path, handle)
-    check_scan(
-        scan_path(path),
-        redact(str(handle)),
-        allow_ops=allow_ops,
-        trusted_fingerprints=trusted_fingerprints,
-    )
     is_tf1 = tf.io.gfile.exists(os.path.join(path, "tfhub_module.pb"))
     if tags is None and is_tf1:
         tags = []
+    shown = redact(str(handle))
+    # The scan is redone whenever saved_model.pb or the op registry changed,
+    # so a load refused for a missing custom op works once its package is
+    # imported, in the same process.
+    check_scan(
+        scan_path(path, tags=tags),
+        shown,
+        allow_ops=allow_ops,
+        trusted_fingerprints=trusted_fingerprints,
+    )
     try:
         with _validate.load_errors(path, handle):
             obj = _load_saved_model(path, tags, options)
     except tf.errors.NotFoundError as e:
-        raise errors.HandleError(
-            f"Could not load the SavedModel at {path!r} (handle {handle!r}): "
-            f"{_first_line(e)}. If an op is not registered, import the "
-            "library that defines it (e.g. `import tensorflow_text`) first."
-        ) from e
+        raise _load_error(e, path, shown) from e
     object.__setattr__(obj, "_hubkit_origin", Origin(str(handle), path, is_tf1))
     return obj
 
@@ -139,26 +144,31 @@ def origin_of(obj):
     return getattr(obj, "_hubkit_origin", None)
 
 
-def check_saved_model_dir(path: str, handle) -> None:
-    """Raises `HandleError` unless `path` is a SavedModel directory.
+def _load_error(exc, path, handle):
+    """A typed error for TensorFlow's NotFoundError at load time."""
+    import re
 
-    Uses `tf.io.gfile`, so `gs://` and other TensorFlow filesystems work.
-    """
-    if not tf.io.gfile.isdir(path):
-        raise errors.HandleError(
-            f"Expected a SavedModel directory. Received: handle={handle!r}, "
-            f"which resolves to {path!r}, a file. Pass the directory that "
-            "contains saved_model.pb."
+    from keras_hubkit import _safe_ops
+
+    match = re.search(r"Op type not registered '([^']+)'", str(exc))
+    if match:
+        op = match.group(1)
+        package = _safe_ops.package_for(op)
+        fix = (
+            f"`pip install {package}` and import it before loading"
+            if package
+            else "import the package that registers it before loading"
         )
-    names = ("saved_model.pb", "saved_model.pbtxt")
-    if not any(tf.io.gfile.exists(os.path.join(path, n)) for n in names):
-        raise errors.HandleError(
-            f"Expected a SavedModel directory with saved_model.pb. Received: "
-            f"handle={handle!r} ({path!r}) contains "
-            f"{sorted(tf.io.gfile.listdir(path))[:10]}. Pass the directory "
-            "written by "
-            "tf.saved_model.save (or hk.export_saved_model)."
+        return errors.CustomOpError(
+            f"Expected a model whose ops this TensorFlow knows. Received: "
+            f"handle={handle!r} needs op {op!r}, which is not registered. "
+            f"To fix it, {fix}; retrying in the same process works."
         )
+    return errors.HandleError(
+        f"Could not load the SavedModel at {path!r} (handle {handle!r}): "
+        f"{_first_line(exc)}. If an op is not registered, import the "
+        "library that defines it (e.g. `import tensorflow_text`) first."
+    )
 
 
 def _first_line(exc) -> str:

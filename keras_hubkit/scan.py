@@ -1,112 +1,87 @@
-"""`hk.scan`: list every op a SavedModel can run, without running it.
+"""`hk.scan`: check every op a SavedModel can run against an allowlist.
 
 "TensorFlow models are programs": a SavedModel can read and write files,
 open connections or call Python, and a resource initializer does so inside
 `tf.saved_model.load()` itself. The scan parses `saved_model.pb` as data
-and reports every op, in the graph and in each library function, with where
-it runs (a load-time initializer, `__call__`, a signature, the saver).
-`hk.load` refuses a model with risky ops unless the caller opts in.
+(nothing runs) and accepts the model only if every op in every function it
+can run is on a reviewed list of op types that compute on tensors only
+(`keras_hubkit/_safe_ops.py`). A handful of file ops that every SavedModel
+needs (the checkpoint saver, vocabulary tables filled from the model's own
+assets) are accepted only where the model's *structure* proves they act on
+what TensorFlow itself passes them; nothing is exempt by name or position.
 
-The scan is a gate, not a sandbox: file names can be computed at run time,
-so it cannot prove a model safe. Run untrusted models in a sandbox.
+The scan is a gate, not a sandbox: see docs/guides/security.md for what it
+can and cannot promise.
 """
 
 import collections
 import dataclasses
 import hashlib
 import logging
+import ntpath
 import os
+import posixpath
 
+from keras_hubkit import _compat
+from keras_hubkit import _safe_ops
 from keras_hubkit import constants
 from keras_hubkit import errors
 
 logger = logging.getLogger(__name__)
 
-RISKY_OPS = {
-    # Files.
+# Plain-English hints for ops that are off the list for a well-known reason;
+# any other op off the list gets the generic reason.
+_HINTS = {
     "ReadFile": "reads a file",
     "WriteFile": "writes a file",
     "MatchingFiles": "lists files",
     "ImmutableConst": "maps a file into memory",
-    "Save": "writes a checkpoint file",
-    "SaveSlices": "writes a checkpoint file",
-    "Restore": "reads a checkpoint file",
-    "RestoreSlice": "reads a checkpoint file",
-    "SaveV2": "writes a checkpoint file (outside the saver)",
-    "RestoreV2": "reads a checkpoint file (outside the saver)",
-    "MergeV2Checkpoints": "moves checkpoint files (outside the saver)",
-    # Summaries and debug sinks.
-    "CreateSummaryFileWriter": "opens a summary file",
-    "CreateSummaryDbWriter": "opens a summary database",
-    "SummaryWriter": "opens a summary writer",
-    "WriteSummary": "writes a summary",
-    "WriteScalarSummary": "writes a summary",
-    "WriteHistogramSummary": "writes a summary",
-    "WriteImageSummary": "writes a summary",
-    "WriteAudioSummary": "writes a summary",
-    "WriteGraphSummary": "writes a summary",
-    "WriteRawProtoSummary": "writes a summary",
-    "ImportEvent": "writes a summary",
-    "DebugIdentity": "sends tensors to a debug URL (file:// or grpc://)",
-    "DebugIdentityV2": "sends tensors to a debug URL",
-    "DebugIdentityV3": "sends tensors to a debug URL",
-    "DebugNanCount": "sends tensors to a debug URL",
-    "DebugNumericSummary": "sends tensors to a debug URL",
-    "DebugNumericSummaryV2": "sends tensors to a debug URL",
-    # Datasets backed by files or the network.
-    "TFRecordDataset": "reads files",
-    "TFRecordDatasetV2": "reads files",
-    "TextLineDataset": "reads files",
-    "FixedLengthRecordDataset": "reads files",
-    "FixedLengthRecordDatasetV2": "reads files",
-    "CSVDataset": "reads files",
-    "CSVDatasetV2": "reads files",
-    "ExperimentalCSVDataset": "reads files",
-    "SqlDataset": "reads a database",
-    "ExperimentalSqlDataset": "reads a database",
-    "LMDBDataset": "reads files",
-    "ExperimentalLMDBDataset": "reads files",
-    "SaveDataset": "writes files",
-    "SaveDatasetV2": "writes files",
-    "LoadDataset": "reads files",
-    "DatasetToTFRecord": "writes files",
-    "ExperimentalDatasetToTFRecord": "writes files",
-    "SnapshotDataset": "writes files",
-    "SnapshotDatasetV2": "writes files",
-    "DistributedSave": "writes files",
-    "DataServiceDataset": "connects to a data service",
-    "DataServiceDatasetV2": "connects to a data service",
-    "DataServiceDatasetV3": "connects to a data service",
-    "DataServiceDatasetV4": "connects to a data service",
-    "RegisterDataset": "connects to a data service",
-    "RegisterDatasetV2": "connects to a data service",
-    # Network.
-    "RpcServer": "opens a network server",
-    "RpcServerStart": "opens a network server",
-    "RpcServerRegister": "opens a network server",
-    "RpcClient": "opens a network connection",
-    "RpcCall": "opens a network connection",
-    # Python.
+    "DecodeProtoV2": "may load a proto descriptor from a file",
+    "EncodeProto": "may load a proto descriptor from a file",
     "PyFunc": "calls Python code",
     "PyFuncStateless": "calls Python code",
     "EagerPyFunc": "calls Python code",
+    "CacheDataset": "caches a dataset in files",
+    "CacheDatasetV2": "caches a dataset in files",
+    "MatchingFilesDataset": "lists files",
+    "TextLineDataset": "reads files",
+    "TFRecordDataset": "reads files",
+    "TFRecordDatasetV2": "reads files",
+    "FixedLengthRecordDatasetV2": "reads files",
+    "ReaderReadV2": "reads a file named in a queue",
+    "ReaderReadUpToV2": "reads a file named in a queue",
+    "WholeFileReaderV2": "reads files named in a queue",
+    "TextLineReaderV2": "reads files named in a queue",
+    "TFRecordReaderV2": "reads files named in a queue",
+    "FixedUnigramCandidateSampler": "reads the vocabulary file in its attr",
 }
-
-# Legitimate when the file is one of the model's own assets.
-ASSET_FILE_OPS = {
-    "InitializeTableFromTextFile": 1,
-    "InitializeTableFromTextFileV2": 1,
-    "LoadAndRemapMatrix": 0,
-    "GenerateVocabRemapping": 0,
+_GENERIC = "not on the allowlist of op types that compute on tensors only"
+_SAVE_OPS = {"SaveV2": (0,), "RestoreV2": (0,), "MergeV2Checkpoints": (0, 1)}
+_TABLE_FILE_OPS = {
+    "InitializeTableFromTextFile",
+    "InitializeTableFromTextFileV2",
 }
-
-_SAVER_ONLY = {"SaveV2", "RestoreV2", "MergeV2Checkpoints", "Save", "Restore"}
-_LOAD_TIME = ("_initialize", "_create_resource", "__saved_model_init_op")
+_CALL_OPS = {"PartitionedCall", "StatefulPartitionedCall"}
+_PASS_THROUGH = {"Identity", "Snapshot"}
+_PRINT_STREAMS = {"stderr", "stdout", "log(info)", "log(warning)", "log(error)"}
+_LOAD_TIME_SUFFIXES = ("_initialize", "_create_resource", "_destroy_resource")
+_INIT_LABEL = "load-time init op"
+SAVER_RESTORE = "load-time saver restore"
+SAVER_SAVE = "saver save"
+_SAVER_LABELS = {SAVER_RESTORE, SAVER_SAVE}
+_GRAPH = "<graph>"
+_MAX_EMBEDDED_DEPTH = 4
+_LOCAL_INIT_COLLECTIONS = (
+    "saved_model_main_op",
+    "legacy_init_op",
+    "table_initializer",
+    "local_variables",
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
-    """One risky op: which, what it does, and where it would run."""
+    """One op the scan refuses: which, why, and where it would run."""
 
     op: str
     reason: str
@@ -116,19 +91,23 @@ class Finding:
 
     @property
     def runs_at_load(self):
-        """Whether loading alone runs it (a resource initializer)."""
+        """Whether loading alone runs it (an initializer or the saver)."""
         return any(
-            p.endswith(_LOAD_TIME) or p.startswith("load-time")
+            p.endswith(_LOAD_TIME_SUFFIXES) or p.startswith("load-time")
             for p in self.entry_points
         )
 
     def __str__(self):
         where = ", ".join(self.entry_points) or "not reachable from an API"
-        place = "graph" if self.function == "<graph>" else self.function
-        load = " (RUNS AT LOAD TIME)" if self.runs_at_load else ""
+        place = "the graph" if self.function == _GRAPH else self.function
+        when = (
+            "RUNS AT LOAD TIME (inside tf.saved_model.load)"
+            if self.runs_at_load
+            else "runs on the call path"
+        )
         return (
             f"{self.op} ({self.reason}) in {place}, node {self.node!r}; "
-            f"reached from: {where}{load}"
+            f"{when}, reached from: {where}"
         )
 
 
@@ -139,11 +118,19 @@ class ScanReport:
     Attributes:
         path: the SavedModel folder.
         fingerprint: SHA-256 of `saved_model.pb`, to pin a reviewed model.
-        op_counts: every op type and how often it occurs.
-        findings: the risky ops, with where they run.
-        unregistered_ops: op types this TensorFlow does not know.
+        op_counts: every op type and how often it occurs in the scanned
+            MetaGraph (graph, library functions, embedded graphs).
+        findings: the ops that are neither on the allowlist nor
+            structurally exempt, with where they run.
+        unregistered_ops: op types this TensorFlow does not know (custom
+            ops whose package is not imported).
         functions: library functions by name, with the entry points
-            (object paths, signatures, load-time initializers) reaching them.
+            (object paths, signatures, load-time initializers, the saver)
+            reaching them.
+        tags: the tags of the MetaGraph that was scanned (the one
+            `tf.saved_model.load` would load).
+        exemptions: the structurally exempt ops, one line each (e.g. the
+            saver's `SaveV2` on its checkpoint prefix).
     """
 
     path: str
@@ -152,19 +139,40 @@ class ScanReport:
     findings: tuple
     unregistered_ops: tuple
     functions: dict
+    tags: tuple = ()
+    exemptions: tuple = ()
 
     @property
     def safe(self):
-        """No risky op and no unregistered op."""
+        """Whether the model passes the gate with no opt-in.
+
+        True when every op is on the allowlist or structurally exempt, and
+        every op is registered in this TensorFlow: `hk.load` then accepts
+        the model without `allow_ops=` or a trusted fingerprint.
+        """
         return not self.findings and not self.unregistered_ops
+
+    @property
+    def missing_packages(self):
+        """Pip packages known to register the unregistered ops."""
+        return tuple(
+            sorted(
+                {
+                    p
+                    for p in map(_safe_ops.package_for, self.unregistered_ops)
+                    if p
+                }
+            )
+        )
 
     def summary(self):
         """A human-readable report."""
+        tags = ", ".join(self.tags) or "none"
         lines = [
             f"SavedModel {self.path}",
             f"  fingerprint (sha256 of saved_model.pb): {self.fingerprint}",
-            f"  {sum(self.op_counts.values())} ops of "
-            f"{len(self.op_counts)} types in the graph and "
+            f"  MetaGraph tags: {tags}; {sum(self.op_counts.values())} ops "
+            f"of {len(self.op_counts)} types in the graph and "
             f"{len(self.functions)} functions",
         ]
         if self.unregistered_ops:
@@ -172,75 +180,81 @@ class ScanReport:
                 "  ops not registered in this TensorFlow: "
                 + ", ".join(self.unregistered_ops)
             )
+        if self.exemptions:
+            lines.append(
+                f"  {len(self.exemptions)} file ops exempt by structure:"
+            )
+            lines += [f"    - {e}" for e in self.exemptions[:10]]
         if self.findings:
-            lines.append(f"  {len(self.findings)} risky ops:")
+            lines.append(f"  {len(self.findings)} risky ops (off the list):")
             lines += [f"    - {f}" for f in self.findings]
         else:
-            lines.append("  no risky ops (files, network, Python, debug)")
+            lines.append(
+                "  no risky ops: every op computes on tensors only (allowlist)"
+            )
         return "\n".join(lines)
 
 
-def scan(handle) -> ScanReport:
+def scan(handle, tags=None) -> ScanReport:
     """Scans a SavedModel's ops without loading it.
 
     Args:
         handle: a path or URL (resolved with `hk.resolve`).
+        tags: the MetaGraph tags `hk.load` would be given (default: the
+            SavedModel's only MetaGraph, as `tf.saved_model.load` picks).
 
     Returns:
-        A `ScanReport`.
+        A `ScanReport`; `report.safe` says whether `hk.load` accepts the
+        model with no opt-in.
+
+    Raises:
+        HandleError: `saved_model.pb` is missing, unreadable, or has no
+            MetaGraph matching `tags`.
 
     Example:
 
     ```python
     report = hk.scan("/models/my_model")
     print(report.summary())
+    assert report.safe
     ```
     """
     from keras_hubkit.resolver import resolve
 
-    return scan_path(resolve(handle))
+    return scan_path(resolve(handle), tags=tags)
 
 
-_REPORTS = {}  # (path, size, mtime) -> ScanReport, for this process
+_REPORTS = collections.OrderedDict()  # content key -> ScanReport
+_MAX_REPORTS = 64
 
 
-def scan_path(path: str) -> ScanReport:
+def scan_path(path: str, tags=None) -> ScanReport:
     """`scan` for a local SavedModel folder.
 
-    A report is kept for the life of the process and reused while
-    `saved_model.pb` is unchanged, so search trials that reload a model
-    do not scan it again.
+    A report is kept for the life of the process and reused while the bytes
+    of `saved_model.pb` (and `fingerprint.pb`, the tags and the assets
+    folder) are unchanged, so search trials that reload a model do not scan
+    it again. Any change to the file's content is scanned afresh, and a
+    report that named unregistered ops is redone once one of them has been
+    registered (a custom-op package imported since).
     """
-    key = _file_key(path)
-    if key is not None and key in _REPORTS:
-        return _REPORTS[key]
-    report = _scan_uncached(path)
-    if key is not None:
-        _REPORTS[key] = report
-    return report
-
-
-def _file_key(path):
-    for name in ("saved_model.pb", "saved_model.pbtxt"):
-        try:
-            stat = os.stat(os.path.join(path, name))
-        except OSError:
-            continue
-        return (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
-    return None
-
-
-def _scan_uncached(path):
-    proto, raw = _read_proto(path)
-    graph = _Graph(proto, path)
-    return ScanReport(
-        path=path,
-        fingerprint=hashlib.sha256(raw).hexdigest(),
-        op_counts=dict(graph.op_counts),
-        findings=tuple(graph.findings()),
-        unregistered_ops=tuple(graph.unregistered()),
-        functions={n: tuple(sorted(e)) for n, e in graph.entries.items()},
+    raw, is_text = _read_raw(path)
+    key = (
+        os.path.abspath(path),
+        hashlib.sha256(raw).hexdigest(),
+        _fingerprint_digest(path),
+        _tags_key(tags),
+        _assets_state(path),
     )
+    report = _REPORTS.get(key)
+    if report is None or any(
+        _compat.is_op_registered(op) for op in report.unregistered_ops
+    ):
+        report = _scan_raw(path, raw, is_text, tags)
+        _REPORTS[key] = report
+        while len(_REPORTS) > _MAX_REPORTS:
+            _REPORTS.popitem(last=False)
+    return report
 
 
 def check(report, handle, allow_ops=None, trusted_fingerprints=None):
@@ -254,23 +268,22 @@ def check(report, handle, allow_ops=None, trusted_fingerprints=None):
             `HUBKIT_TRUSTED_FINGERPRINTS` (comma-separated) adds to them.
 
     Raises:
-        HandleError: the model needs ops this TensorFlow lacks.
-        UnsafeModelError: risky ops were found and not allowed.
+        UnsafeModelError: ops off the allowlist were found and not allowed.
+        CustomOpError: the model needs ops this TensorFlow lacks (a
+            custom-op package is not imported).
     """
+    if report.findings:
+        _check_findings(report, handle, allow_ops, trusted_fingerprints)
     if report.unregistered_ops:
-        raise errors.HandleError(
-            f"{handle!r} needs ops that are not registered in this "
-            f"TensorFlow: {', '.join(report.unregistered_ops)}. Import the "
-            "package that defines them (e.g. `import tensorflow_text`) "
-            "before loading. Custom ops run native code: only do so for a "
-            "model you trust."
-        )
-    if not report.findings:
-        return
+        raise errors.CustomOpError(_custom_op_message(report, handle))
+
+
+def _check_findings(report, handle, allow_ops, trusted_fingerprints):
     trusted = set(trusted_fingerprints or ()) | _env_fingerprints()
     if report.fingerprint in trusted:
         logger.warning(
-            "Loading %s with %d risky ops: its fingerprint %s is trusted.",
+            "Loading %s with %d ops off the allowlist: its fingerprint %s "
+            "is trusted.",
             handle,
             len(report.findings),
             report.fingerprint,
@@ -280,16 +293,20 @@ def check(report, handle, allow_ops=None, trusted_fingerprints=None):
     refused = [f for f in report.findings if f.op not in allowed]
     if not refused:
         logger.warning(
-            "Loading %s with risky ops allowed by the caller: %s",
+            "Loading %s with ops off the allowlist, allowed by the caller: %s",
             handle,
             sorted({f.op for f in report.findings}),
         )
         return
-    ops = sorted({f.op for f in refused})
+    ops = sorted({f.op for f in report.findings})
     details = "\n".join(f"  - {f}" for f in refused[:20])
+    at_load = any(f.runs_at_load for f in refused)
     raise errors.UnsafeModelError(
-        f"Refusing to load {handle!r}: its graph has ops that touch files, "
-        f"the network, Python or debug sinks ({', '.join(ops)}):\n{details}\n"
+        f"Refusing to load {handle!r}: it has ops that are not on the "
+        f"allowlist of op types that compute on tensors only "
+        f"({', '.join(sorted({f.op for f in refused}))})"
+        + (", some of them running inside the load itself" if at_load else "")
+        + f":\n{details}\n"
         f"If you trust this model, pass allow_ops={ops!r} (to hk.load or "
         "HubLayer), or trust its fingerprint "
         f"{report.fingerprint} (trusted_fingerprints=[...] or the "
@@ -297,80 +314,348 @@ def check(report, handle, allow_ops=None, trusted_fingerprints=None):
     )
 
 
+def _custom_op_message(report, handle):
+    ops = ", ".join(report.unregistered_ops)
+    packages = report.missing_packages
+    if packages:
+        modules = [_module_of(p) for p in packages]
+        fix = (
+            f"They come from {' and '.join(packages)}: "
+            f"`pip install {' '.join(packages)}`, then "
+            + " and ".join(f"`import {m}`" for m in modules)
+            + " before loading (retrying in the same process works)."
+        )
+    else:
+        fix = (
+            "Import the package that registers them (for example "
+            "`import tensorflow_text`) before loading; retrying in the same "
+            "process works."
+        )
+    return (
+        f"Expected a model whose ops this TensorFlow knows. Received: "
+        f"handle={handle!r} needs ops that are not registered: {ops}. "
+        f"{fix} Custom ops run native code: import their package only for a "
+        "model you trust."
+    )
+
+
+def _module_of(package):
+    for family in _safe_ops.EXTENSION_FAMILIES.values():
+        if family.package == package:
+            return family.module
+    return package.replace("-", "_")
+
+
 def _env_fingerprints():
     raw = os.environ.get(constants.TRUSTED_FINGERPRINTS_ENV, "")
     return {f.strip() for f in raw.split(",") if f.strip()}
 
 
-def _read_proto(path):
+# ------------------------------------------------------------------ reading
+def _read_raw(path):
     import tensorflow as tf
+
+    for name, is_text in (
+        ("saved_model.pb", False),
+        ("saved_model.pbtxt", True),
+    ):
+        file = os.path.join(path, name)
+        if tf.io.gfile.exists(file):
+            with tf.io.gfile.GFile(file, "rb") as f:
+                return f.read(), is_text
+    raise errors.UnsafeModelError(
+        f"Cannot scan {path!r}: no saved_model.pb (a chunked "
+        "saved_model.cpb cannot be scanned). Re-export it without "
+        "chunking, or trust it explicitly."
+    )
+
+
+def _parse(path, raw, is_text):
+    from google.protobuf import message
     from google.protobuf import text_format
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
-    binary = os.path.join(path, "saved_model.pb")
-    text = os.path.join(path, "saved_model.pbtxt")
-    if tf.io.gfile.exists(binary):
-        with tf.io.gfile.GFile(binary, "rb") as f:
-            raw = f.read()
-        proto.ParseFromString(raw)
-    elif tf.io.gfile.exists(text):
-        with tf.io.gfile.GFile(text, "rb") as f:
-            raw = f.read()
-        text_format.Parse(raw.decode("utf8"), proto)
-    else:
-        raise errors.UnsafeModelError(
-            f"Cannot scan {path!r}: no saved_model.pb (a chunked "
-            "saved_model.cpb cannot be scanned). Re-export it without "
-            "chunking, or trust it explicitly."
+    try:
+        if is_text:
+            text_format.Parse(raw.decode("utf8"), proto)
+        else:
+            proto.ParseFromString(raw)
+    except (message.DecodeError, text_format.ParseError, ValueError) as e:
+        raise errors.HandleError(
+            "Expected a SavedModel protocol buffer. Received: "
+            f"{os.path.join(path, 'saved_model.pb')!r}, which cannot be "
+            f"parsed ({e}). Download or export the model again."
+        ) from e
+    return proto
+
+
+def _fingerprint_digest(path):
+    file = os.path.join(path, "fingerprint.pb")
+    try:
+        with open(file, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def _tags_key(tags):
+    if tags is None:
+        return None
+    if isinstance(tags, str):
+        return (tags,)
+    return tuple(sorted(set(tags)))
+
+
+def _assets_state(path):
+    """Names, link status and targets under assets/ (part of the memo key)."""
+    root = os.path.join(path, "assets")
+    if not os.path.isdir(root):
+        return ()
+    state = [("", os.path.islink(root), os.path.realpath(root))]
+    for folder, dirs, files in os.walk(root):
+        for name in sorted(dirs + files):
+            full = os.path.join(folder, name)
+            state.append(
+                (
+                    os.path.relpath(full, root),
+                    os.path.islink(full),
+                    os.path.realpath(full),
+                )
+            )
+    return tuple(state)
+
+
+def select_meta_graph(proto, tags, path="SavedModel"):
+    """The MetaGraph `tf.saved_model.load(path, tags)` loads (same rules)."""
+    graphs = list(proto.meta_graphs)
+    wanted = None if tags is None else set(_tags_key(tags))
+    available = [sorted(mg.meta_info_def.tags) for mg in graphs]
+    if not graphs:
+        raise errors.HandleError(
+            f"Expected a SavedModel with a MetaGraph. Received: {path!r} has "
+            "none. Download or export the model again."
         )
-    return proto, raw
+    if len(graphs) == 1 and graphs[0].HasField("object_graph_def"):
+        if wanted is not None and wanted != set(graphs[0].meta_info_def.tags):
+            raise errors.HandleError(
+                f"Expected tags matching the MetaGraph of {path!r}. Received: "
+                f"tags={sorted(wanted)}; the SavedModel has {available}. Omit "
+                "tags= or pass matching ones."
+            )
+        return graphs[0]
+    if wanted is None:
+        if len(graphs) != 1:
+            raise errors.HandleError(
+                f"Expected tags= for {path!r}, which has {len(graphs)} "
+                f"MetaGraphs. Received: tags=None. Pass one of {available}."
+            )
+        return graphs[0]
+    for mg in graphs:
+        if set(mg.meta_info_def.tags) == wanted:
+            return mg
+    raise errors.HandleError(
+        f"Expected tags matching a MetaGraph of {path!r}. Received: "
+        f"tags={sorted(wanted)}; the SavedModel has {available}."
+    )
 
 
-class _Graph:
-    """The op and call structure of every MetaGraph of a SavedModel."""
+def _scan_raw(path, raw, is_text, tags):
+    proto = _parse(path, raw, is_text)
+    meta_graph = select_meta_graph(proto, tags, path)
+    analysis = _Analysis(meta_graph.graph_def, meta_graph, path)
+    return ScanReport(
+        path=path,
+        fingerprint=hashlib.sha256(raw).hexdigest(),
+        op_counts=dict(analysis.op_counts),
+        findings=tuple(analysis.findings),
+        unregistered_ops=tuple(sorted(analysis.unregistered)),
+        functions={
+            n: tuple(sorted(analysis.entries.get(n, ())))
+            for n in analysis.functions
+        },
+        tags=tuple(sorted(meta_graph.meta_info_def.tags)),
+        exemptions=tuple(analysis.exemptions),
+    )
 
-    def __init__(self, proto, path):
+
+# ----------------------------------------------------------------- analysis
+class _Scope:
+    """The graph, or one function of the library: nodes and arguments."""
+
+    def __init__(self, name, nodes, args=()):
+        self.name = name
+        self.nodes = list(nodes)
+        self.by_name = {n.name: n for n in self.nodes}
+        self.args = list(args)
+
+    def producer(self, ref):
+        """("arg", name) or ("node", NodeDef) for a tensor reference."""
+        ref = ref.lstrip("^")
+        if self.name == _GRAPH:
+            node = self.by_name.get(ref.split(":")[0])
+            return ("node", node) if node is not None else (None, None)
+        if ":" not in ref and ref in self.args:
+            return "arg", ref
+        node = self.by_name.get(ref.split(":")[0])
+        return ("node", node) if node is not None else (None, None)
+
+
+def _data_inputs(node):
+    return [i for i in node.input if not i.startswith("^")]
+
+
+def _func_attrs(node):
+    found = []
+    for value in node.attr.values():
+        if value.HasField("func") and value.func.name:
+            found.append(value.func.name)
+        found += [fn.name for fn in value.list.func]
+    return found
+
+
+class _Analysis:
+    """Judges every node of one MetaGraph (or of a graph carried as data).
+
+    `meta_graph` is None for an embedded graph: it gets no exemptions, and
+    its entry points are those of the node that carries it.
+    """
+
+    def __init__(self, graph_def, meta_graph, path, inherited=(), depth=0):
         self.path = path
+        self.meta_graph = meta_graph
+        self.depth = depth
+        self.inherited = set(inherited)
         self.op_counts = collections.Counter()
-        self.functions = {}  # name -> FunctionDef
-        self.graph_nodes = []  # (meta_graph, NodeDef)
-        self.calls = collections.defaultdict(set)  # caller -> callees
-        self.entries = collections.defaultdict(set)  # function -> entries
-        self.saver = set()
-        self.asset_args = {}  # function -> arg names bound to assets
-        self.tf1_assets = set()  # graph nodes that hold asset file names
-        for meta_graph in proto.meta_graphs:
-            self._add_meta_graph(meta_graph)
-        self._propagate()
+        self.findings = []
+        self.exemptions = []
+        self.unregistered = set()
+        self.graph = _Scope(_GRAPH, graph_def.node)
+        self.functions = collections.defaultdict(list)  # name -> [_Scope]
+        for fn in graph_def.library.function:
+            self.functions[fn.signature.name].append(
+                _Scope(
+                    fn.signature.name,
+                    fn.node_def,
+                    [a.name for a in fn.signature.input_arg],
+                )
+            )
+        self.scopes = [self.graph] + [
+            s for scopes in self.functions.values() for s in scopes
+        ]
+        # TF2 SavedModels are loaded from their object graph; the graph's
+        # own nodes only run under TF1 loaders (never by hk.load).
+        self.object_based = meta_graph is not None and meta_graph.HasField(
+            "object_graph_def"
+        )
+        self.sites = collections.defaultdict(list)  # callee -> call sites
+        self.entries = collections.defaultdict(set)  # function -> labels
+        self.node_entries = {}  # graph node name -> labels
+        self._build_calls(graph_def.library)
+        self._label_graph()
+        self._label_objects()
+        self._propagate_entries()
+        self.prefix_args = self._bound_args(self._prefix_ok)
+        # TF2 loaders run no graph node, so only the object graph binds.
+        self.asset_args = self._bound_args(
+            self._asset_ok,
+            self._object_sites,
+            graph_sites=not self.object_based,
+        )
+        self._judge_all()
 
-    def _add_meta_graph(self, meta_graph):
-        library = meta_graph.graph_def.library
-        self.tf1_assets |= {
-            a.tensor_info.name.split(":")[0] for a in meta_graph.asset_file_def
-        }
-        for fn in library.function:
-            self.functions[fn.signature.name] = fn
-            for node in fn.node_def:
+    # ------------------------------------------------------------ calls
+    def _build_calls(self, library):
+        for scope in self.scopes:
+            for node in scope.nodes:
                 self.op_counts[node.op] += 1
-                self.calls[fn.signature.name] |= _callees(node)
-        reach = _graph_reach(meta_graph)
-        saver = _reached(meta_graph, _saver_nodes(meta_graph.saver_def))
-        for node in meta_graph.graph_def.node:
-            self.op_counts[node.op] += 1
-            self.graph_nodes.append((node, reach.get(node.name, set())))
-            for callee in _callees(node):
-                if node.name in saver:
-                    self.saver.add(callee)
-                else:
-                    self.entries[callee] |= reach.get(node.name, set())
-        self._add_object_graph(meta_graph)
-        self._add_signatures(meta_graph)
+                callees = set(_func_attrs(node))
+                if node.op in self.functions:
+                    callees.add(node.op)
+                for callee in callees:
+                    direct = node.op == callee or (
+                        node.op in _CALL_OPS
+                        and node.attr["f"].func.name == callee
+                    )
+                    self.sites[callee].append((scope, node, direct))
+                op_type = node.attr["_gradient_op_type"].s.decode(
+                    "utf8", "replace"
+                )
+                for grad in library.registered_gradients:
+                    if op_type and grad.registered_op_type == op_type:
+                        self.sites[grad.gradient_func].append(
+                            (scope, node, False)
+                        )
+        for grad in library.gradient:
+            for scope in self.functions.get(grad.function_name, ()):
+                self.sites[grad.gradient_func].append((scope, None, False))
 
-    def _add_object_graph(self, meta_graph):
-        objects = meta_graph.object_graph_def
-        if not objects.nodes:
+    # ---------------------------------------------------------- entries
+    def _label_graph(self):
+        if self.meta_graph is None:
             return
+        roots = []
+        for name, sig in self.meta_graph.signature_def.items():
+            label = (
+                f"{_INIT_LABEL} {name}"
+                if name == "__saved_model_init_op"
+                else f"signature {name}"
+            )
+            refs = list(sig.outputs.values()) + list(sig.inputs.values())
+            roots += [(t.name, label) for t in refs]
+        roots += self._collection_roots()
+        saver = self.meta_graph.saver_def
+        if saver.restore_op_name:
+            roots.append((saver.restore_op_name, SAVER_RESTORE))
+        if saver.save_tensor_name:
+            roots.append((saver.save_tensor_name, SAVER_SAVE))
+        reach = collections.defaultdict(set)
+        for ref, label in roots:
+            for name in self._graph_closure(ref):
+                reach[name].add(label)
+        self.node_entries = reach
+        for node in self.graph.nodes:
+            labels = reach.get(node.name, set())
+            for callee in self._callees(node):
+                self.entries[callee] |= labels
+
+    def _collection_roots(self):
+        from tensorflow.core.framework import variable_pb2
+
+        roots = []
+        for key, collection in self.meta_graph.collection_def.items():
+            load_time = key in _LOCAL_INIT_COLLECTIONS
+            label = f"{_INIT_LABEL} {key}" if load_time else f"collection {key}"
+            roots += [(n, label) for n in collection.node_list.value]
+            for blob in collection.bytes_list.value:
+                var = variable_pb2.VariableDef()
+                try:
+                    var.ParseFromString(blob)
+                except Exception:  # not a VariableDef: nothing to follow
+                    continue
+                for ref in (var.initializer_name, var.snapshot_name):
+                    if ref:
+                        roots.append((ref, label))
+        return roots
+
+    def _graph_closure(self, ref):
+        seen = set()
+        stack = [ref.lstrip("^").split(":")[0]]
+        while stack:
+            name = stack.pop()
+            if name in seen or name not in self.graph.by_name:
+                continue
+            seen.add(name)
+            stack += [
+                i.lstrip("^").split(":")[0]
+                for i in self.graph.by_name[name].input
+            ]
+        return seen
+
+    def _label_objects(self):
+        if not self.object_based:
+            return
+        objects = self.meta_graph.object_graph_def
         paths = _object_paths(objects)
         for node_id, node in enumerate(objects.nodes):
             kind = node.WhichOneof("kind")
@@ -381,167 +666,351 @@ class _Graph:
                 names = [node.bare_concrete_function.concrete_function_name]
             for name in names:
                 self.entries[name].add(paths.get(node_id, f"node {node_id}"))
-        for name, fn in objects.concrete_functions.items():
-            self.asset_args[name] = _asset_bound_args(
-                self.functions.get(name), fn, objects
-            )
 
-    def _add_signatures(self, meta_graph):
-        by_name = {n.name: n for n in meta_graph.graph_def.node}
-        for sig_name, sig in meta_graph.signature_def.items():
-            for tensor in sig.outputs.values():
-                node = by_name.get(tensor.name.split(":")[0])
-                for callee in _callees(node) if node else ():
-                    self.entries[callee].add(f"signature {sig_name}")
+    def _callees(self, node):
+        found = set(_func_attrs(node))
+        if node.op in self.functions:
+            found.add(node.op)
+        return found
 
-    def _propagate(self):
-        # Entry points, saver membership and asset-bound arguments flow from
-        # callers to callees (fixed point).
+    def _propagate_entries(self):
+        for name in self.functions:
+            self.entries[name] |= self.inherited
         changed = True
         while changed:
-            changed = self._propagate_assets()
-            for caller, callees in self.calls.items():
-                for callee in callees:
+            changed = False
+            for callee, sites in self.sites.items():
+                for scope, node, _ in sites:
+                    if scope.name == _GRAPH and self.meta_graph is not None:
+                        continue  # labelled node by node in _label_graph
                     before = len(self.entries[callee])
-                    self.entries[callee] |= self.entries[caller]
-                    if caller in self.saver and callee not in self.saver:
-                        self.saver.add(callee)
-                        changed = True
+                    self.entries[callee] |= self._node_entries(scope, node)
                     changed |= len(self.entries[callee]) != before
 
-    def _propagate_assets(self):
-        changed = False
-        for caller, fn in self.functions.items():
-            bound = self.asset_args.get(caller)
-            if not bound:
-                continue
-            for node in fn.node_def:
-                if "f" not in node.attr:
-                    continue
-                callee = self.functions.get(node.attr["f"].func.name)
-                if callee is None:
-                    continue
-                args = [a.name for a in callee.signature.input_arg]
-                inputs = [i for i in node.input if not i.startswith("^")]
-                for arg, source in zip(args, inputs):
-                    target = self.asset_args.setdefault(
-                        callee.signature.name, set()
-                    )
-                    if source.split(":")[0] in bound and arg not in target:
-                        target.add(arg)
-                        changed = True
-        return changed
-
-    def findings(self):
-        for name, fn in self.functions.items():
-            for node in fn.node_def:
-                finding = self._judge(node, name)
-                if finding:
-                    yield finding
-        for node, entries in self.graph_nodes:
-            finding = self._judge(node, "<graph>", entries)
-            if finding:
-                yield finding
-
-    def _judge(self, node, function, graph_entries=None):
-        if function == "<graph>":
-            entries = tuple(sorted(graph_entries))
-            # Checkpoint ops in a TF1 graph run only if something reaches
-            # them (the saver's own nodes are never entries).
-            in_saver = not entries
-        else:
-            entries = tuple(sorted(self.entries.get(function, ())))
-            in_saver = function in self.saver or function.startswith(
-                ("__inference__traced_save", "__inference__traced_restore")
-            )
-        if node.op in _SAVER_ONLY and in_saver:
-            return None
-        reason = RISKY_OPS.get(node.op)
-        if reason is None and node.op == "PrintV2":
-            stream = node.attr["output_stream"].s.decode("utf8", "replace")
-            if stream.startswith(("file://", "gs://", "grpc://")):
-                reason = f"prints to {stream}"
-        if reason is None and node.op in ASSET_FILE_OPS:
-            if not self._reads_own_asset(node, function):
-                reason = "reads a file that is not one of the model's assets"
-        if reason is None:
-            return None
-        return Finding(node.op, reason, function, node.name, entries)
-
-    def _reads_own_asset(self, node, function):
-        index = ASSET_FILE_OPS[node.op]
-        if len(node.input) <= index:
+    def _saver_only(self, scope, node):
+        if self.meta_graph is None:
             return False
-        source = node.input[index].split(":")[0]
-        if function == "<graph>":
-            return source in self.tf1_assets
-        return source in self.asset_args.get(function, ())
+        if scope.name == _GRAPH:
+            labels = self.node_entries.get(node.name, set())
+        else:
+            labels = self.entries.get(scope.name, set())
+        return bool(labels) and labels <= _SAVER_LABELS
 
-    def unregistered(self):
-        from tensorflow.python.framework import op_def_registry
+    # ------------------------------------------------- argument binding
+    def _object_sites(self, name):
+        """Arg names the loader binds to safe assets (object graph)."""
+        if not self.object_based:
+            return None
+        objects = self.meta_graph.object_graph_def
+        concrete = objects.concrete_functions.get(name)
+        if concrete is None:
+            return None
+        scopes = self.functions.get(name, ())
+        if len(scopes) != 1:
+            return set()
+        args = scopes[0].args
+        bound = list(concrete.bound_inputs)
+        captured = args[len(args) - len(bound) :] if bound else []
+        return {
+            arg
+            for arg, node_id in zip(captured, bound)
+            if self._safe_asset_node(objects, node_id)
+        }
 
-        return sorted(
-            op
-            for op in self.op_counts
-            if op not in self.functions and op_def_registry.get(op) is None
+    def _safe_asset_node(self, objects, node_id):
+        if node_id >= len(objects.nodes):
+            return False
+        node = objects.nodes[node_id]
+        if node.WhichOneof("kind") != "asset":
+            return False
+        index = node.asset.asset_file_def_index
+        defs = self.meta_graph.asset_file_def
+        return index < len(defs) and _plain_asset(
+            self.path, defs[index].filename
         )
 
+    def _bound_args(self, derives, object_sites=None, graph_sites=True):
+        """Function -> args that every caller provably binds (fixed point).
 
-def _callees(node):
-    found = set()
-    for value in node.attr.values():
-        if value.HasField("func") and value.func.name:
-            found.add(value.func.name)
-        for fn in value.list.func:
-            found.add(fn.name)
-    return found
+        An argument is bound only if the function has callers and each one
+        passes, in that position, a value `derives` accepts: a call op maps
+        its inputs to the callee's arguments one to one. Any other kind of
+        caller (a loop, a dataset, a gradient) proves nothing.
+        """
+        bound = {name: set() for name in self.functions}
+        changed = True
+        while changed:
+            changed = False
+            for name, scopes in self.functions.items():
+                if len(scopes) != 1:
+                    continue  # duplicate definitions prove nothing
+                new = self._args_bound_by_all(
+                    name, scopes[0], derives, bound, object_sites, graph_sites
+                )
+                if new != bound[name]:
+                    bound[name] = new
+                    changed = True
+        return bound
 
+    def _args_bound_by_all(
+        self, name, scope, derives, bound, object_sites, graph_sites
+    ):
+        candidates = None
+        from_objects = object_sites(name) if object_sites else None
+        if from_objects is not None:
+            candidates = set(from_objects)
+        sites = [
+            s
+            for s in self.sites.get(name, ())
+            if graph_sites or s[0].name != _GRAPH
+        ]
+        if not sites and candidates is None:
+            return set()
+        for caller, node, direct in sites:
+            if not direct:
+                return set()
+            inputs = _data_inputs(node)
+            ok = {
+                arg
+                for arg, ref in zip(scope.args, inputs)
+                if derives(caller, ref, bound)
+            }
+            candidates = ok if candidates is None else candidates & ok
+        return candidates or set()
 
-def _saver_nodes(saver_def):
-    names = (saver_def.save_tensor_name, saver_def.restore_op_name)
-    return {n.split(":")[0] for n in names if n}
+    def _prefix_ok(self, scope, ref, bound, depth=0):
+        """Whether `ref` is the checkpoint prefix, or a name under it."""
+        kind, value = scope.producer(ref)
+        if kind == "arg":
+            return value in bound.get(scope.name, ())
+        if kind is None or depth > 16:
+            return False
+        node = value
+        if scope.name == _GRAPH and self.meta_graph is not None:
+            filename = self.meta_graph.saver_def.filename_tensor_name
+            if node.name == filename.split(":")[0]:
+                return True
+        inputs = _data_inputs(node)
+        if node.op in _PASS_THROUGH or node.op == "ShardedFilename":
+            return self._prefix_ok(scope, inputs[0], bound, depth + 1)
+        if node.op == "Pack":
+            return all(
+                self._prefix_ok(scope, i, bound, depth + 1) for i in inputs
+            )
+        if node.op == "StringJoin":
+            separator = node.attr["separator"].s
+            return (
+                b".." not in separator
+                and bool(inputs)
+                and self._prefix_ok(scope, inputs[0], bound, depth + 1)
+                and all(_safe_suffix(scope, i) for i in inputs[1:])
+            )
+        return False
 
+    def _asset_ok(self, scope, ref, bound, depth=0):
+        """Whether `ref` is the path of one of the model's own safe assets."""
+        kind, value = scope.producer(ref)
+        if kind == "arg":
+            return value in bound.get(scope.name, ())
+        if kind is None or depth > 16:
+            return False
+        node = value
+        if scope.name == _GRAPH and self.meta_graph and not self.object_based:
+            for asset in self.meta_graph.asset_file_def:
+                if asset.tensor_info.name.split(":")[0] == node.name:
+                    return _plain_asset(self.path, asset.filename)
+        if node.op in _PASS_THROUGH:
+            return self._asset_ok(
+                scope, _data_inputs(node)[0], bound, depth + 1
+            )
+        return False
 
-_INIT_COLLECTIONS = (
-    "saved_model_main_op",
-    "legacy_init_op",
-    "table_initializer",
-)
+    # ------------------------------------------------------------ judge
+    def _judge_all(self):
+        dead = collections.Counter()
+        for scope in self.scopes:
+            for node in scope.nodes:
+                reason = self._judge(scope, node)
+                if reason is not None and self._dead(scope, node):
+                    dead[node.op] += 1
+                elif reason is not None:
+                    self.findings.append(
+                        Finding(
+                            node.op,
+                            reason,
+                            scope.name,
+                            node.name,
+                            tuple(sorted(self._node_entries(scope, node))),
+                        )
+                    )
 
+        if dead:
+            self.exemptions.append(
+                "graph nodes that no signature, init op, collection or saver "
+                "reaches (a TF1 loader never runs them): "
+                + ", ".join(f"{op} x{n}" for op, n in sorted(dead.items()))
+            )
 
-def _graph_reach(meta_graph):
-    """Graph node -> the entry points (signatures, init ops) that run it."""
-    roots = []
-    for name, sig in meta_graph.signature_def.items():
-        label = (
-            "load-time init op __saved_model_init_op"
-            if name == "__saved_model_init_op"
-            else f"signature {name}"
+    def _dead(self, scope, node):
+        """A TF1 graph node that nothing the loader runs depends on."""
+        return (
+            scope.name == _GRAPH
+            and self.meta_graph is not None
+            and not self.object_based
+            and not self.node_entries.get(node.name)
         )
-        roots += [(t.name, label) for t in sig.outputs.values()]
-    for key in _INIT_COLLECTIONS:
-        if key in meta_graph.collection_def:
-            for name in meta_graph.collection_def[key].node_list.value:
-                roots.append((name, f"load-time init op {key}"))
-    reach = collections.defaultdict(set)
-    for root, label in roots:
-        for name in _reached(meta_graph, {root}):
-            reach[name].add(label)
-    return reach
+
+    def _node_entries(self, scope, node):
+        if scope.name != _GRAPH:
+            return self.entries.get(scope.name, set())
+        if self.meta_graph is None:
+            return self.inherited
+        return self.node_entries.get(node.name, set())
+
+    def _judge(self, scope, node):
+        """None if `node` may run, else the reason it is refused."""
+        op = node.op
+        if op in self.functions:
+            return None  # a call: the callee is judged on its own
+        if op in _safe_ops.SAFE_OPS:
+            return None
+        if not _compat.is_op_registered(op):
+            self.unregistered.add(op)
+            return None
+        if op in _safe_ops.EXTENSION_OPS:
+            return None
+        if op in _SAVE_OPS:
+            return self._judge_saver(scope, node)
+        if op in _TABLE_FILE_OPS:
+            return self._judge_table(scope, node)
+        if op == "DatasetFromGraph":
+            return self._judge_embedded(scope, node)
+        if op == "PrintV2":
+            stream = node.attr["output_stream"].s.decode("utf8", "replace")
+            if stream in _PRINT_STREAMS:
+                return None
+            return f"prints to {stream!r}"
+        return _HINTS.get(op, _GENERIC)
+
+    def _judge_saver(self, scope, node):
+        inputs = _data_inputs(node)
+        proven = self._saver_only(scope, node) and all(
+            i < len(inputs)
+            and self._prefix_ok(scope, inputs[i], self.prefix_args)
+            for i in _SAVE_OPS[node.op]
+        )
+        if not proven:
+            return (
+                "checkpoint file I/O outside the saver's own checkpoint prefix "
+                "(only the saver registered in saver_def is exempt)"
+            )
+        self.exemptions.append(
+            f"{node.op} in {scope.name}: the saver, on the checkpoint prefix "
+            "TensorFlow passes"
+        )
+        return None
+
+    def _judge_table(self, scope, node):
+        inputs = _data_inputs(node)
+        proven = len(inputs) > 1 and self._asset_ok(
+            scope, inputs[1], self.asset_args
+        )
+        if proven and scope.name == _GRAPH:
+            # A TF1 loader feeds the asset path only to its init op.
+            labels = self.node_entries.get(node.name, set())
+            proven = bool(labels) and all(
+                x.startswith(_INIT_LABEL) for x in labels
+            )
+        if not proven:
+            return (
+                "reads a file that is not provably one of the model's own "
+                "assets (a plain relative name inside assets/)"
+            )
+        self.exemptions.append(
+            f"{node.op} in {scope.name}: reads one of the model's assets"
+        )
+        return None
+
+    def _judge_embedded(self, scope, node):
+        from google.protobuf import message
+        from tensorflow.core.framework import graph_pb2
+
+        inputs = _data_inputs(node)
+        value = _string_constant(scope, inputs[0]) if inputs else None
+        if value is None or self.depth >= _MAX_EMBEDDED_DEPTH:
+            return "rebuilds a dataset from a graph that is not a constant"
+        graph_def = graph_pb2.GraphDef()
+        try:
+            graph_def.ParseFromString(value)
+        except message.DecodeError:
+            return "rebuilds a dataset from a graph that cannot be decoded"
+        inner = _Analysis(
+            graph_def,
+            None,
+            self.path,
+            self._node_entries(scope, node),
+            self.depth + 1,
+        )
+        prefix = f"{scope.name} > graph in node {node.name!r}"
+        self.op_counts.update(inner.op_counts)
+        self.unregistered |= inner.unregistered
+        for f in inner.findings:
+            function = (
+                prefix if f.function == _GRAPH else f"{prefix} > {f.function}"
+            )
+            self.findings.append(dataclasses.replace(f, function=function))
+        return None
 
 
-def _reached(meta_graph, starts):
-    """Names of the graph nodes that `starts` depend on (inclusive)."""
-    nodes = {n.name: n for n in meta_graph.graph_def.node}
-    seen = set()
-    stack = [s.lstrip("^").split(":")[0] for s in starts if s]
-    while stack:
-        name = stack.pop()
-        if name in seen or name not in nodes:
-            continue
-        seen.add(name)
-        stack += [i.lstrip("^").split(":")[0] for i in nodes[name].input]
-    return seen
+def _string_constant(scope, ref, depth=0):
+    kind, node = scope.producer(ref)
+    if kind != "node" or depth > 16:
+        return None
+    if node.op in _PASS_THROUGH:
+        inputs = _data_inputs(node)
+        return _string_constant(scope, inputs[0], depth + 1) if inputs else None
+    if node.op != "Const":
+        return None
+    values = node.attr["value"].tensor.string_val
+    return values[0] if len(values) == 1 else None
+
+
+def _safe_suffix(scope, ref, depth=0):
+    """A constant string that cannot climb out of the prefix ('..')."""
+    kind, node = scope.producer(ref)
+    if kind != "node" or depth > 16:
+        return False
+    inputs = _data_inputs(node)
+    if node.op in _PASS_THROUGH:
+        return bool(inputs) and _safe_suffix(scope, inputs[0], depth + 1)
+    if node.op in ("Select", "SelectV2"):
+        return len(inputs) == 3 and all(
+            _safe_suffix(scope, i, depth + 1) for i in inputs[1:]
+        )
+    if node.op != "Const":
+        return False
+    values = node.attr["value"].tensor.string_val
+    return bool(values) and all(b".." not in v for v in values)
+
+
+def _plain_asset(path, filename):
+    """A relative name that stays inside `path`/assets/, links resolved."""
+    if not filename or "\x00" in filename:
+        return False
+    for flavour in (posixpath, ntpath):
+        if flavour.isabs(filename) or ntpath.splitdrive(filename)[0]:
+            return False
+        if ".." in flavour.normpath(filename).split(flavour.sep):
+            return False
+    if ".." in filename.replace("\\", "/").split("/"):
+        return False
+    if "://" in path:
+        return True  # remote file systems have no links
+    root = os.path.realpath(os.path.join(path, "assets"))
+    if root != os.path.join(os.path.realpath(path), "assets"):
+        return False  # assets/ itself is a link
+    target = os.path.realpath(os.path.join(root, filename))
+    return target.startswith(root + os.sep)
 
 
 def _object_paths(objects):
@@ -554,17 +1023,3 @@ def _object_paths(objects):
                 paths[child.node_id] = f"{paths[parent]}.{child.local_name}"
                 queue.append(child.node_id)
     return paths
-
-
-def _asset_bound_args(fn_def, concrete, objects):
-    """Argument names of `fn_def` that are bound to the model's assets."""
-    if fn_def is None or not concrete.bound_inputs:
-        return set()
-    args = [a.name for a in fn_def.signature.input_arg]
-    bound = list(concrete.bound_inputs)
-    captured = args[len(args) - len(bound) :]
-    return {
-        arg
-        for arg, node_id in zip(captured, bound)
-        if objects.nodes[node_id].WhichOneof("kind") == "asset"
-    }

@@ -70,7 +70,7 @@ def test_table_reading_a_file_outside_assets(hostile_dir):
     )
     (finding,) = hk.scan(path).findings
     assert finding.op == "InitializeTableFromTextFileV2"
-    assert "not one of the model's assets" in finding.reason
+    assert "not provably one of the model's own assets" in finding.reason
     assert finding.runs_at_load
 
 
