@@ -728,9 +728,7 @@ class HubLayer(keras.layers.Layer):
             if effective is not False:
                 _require_safe(path, handle, config)
             layer = cls(
-                load(
-                    path, tags=stored_tags, allow_ops=config.get("allow_ops")
-                ),
+                load(path, tags=stored_tags, allow_ops=config.get("allow_ops")),
                 trainable=False,
                 **config,
             )
@@ -797,8 +795,10 @@ def _first_shape(shapes):
     """The first shape of a nest of shapes (tuples of ints/None)."""
     if isinstance(shapes, dict):
         return _first_shape(next(iter(shapes.values())))
-    if isinstance(shapes, (list, tuple)) and shapes and not all(
-        d is None or isinstance(d, int) for d in shapes
+    if (
+        isinstance(shapes, (list, tuple))
+        and shapes
+        and not all(d is None or isinstance(d, int) for d in shapes)
     ):
         return _first_shape(shapes[0])
     return tuple(shapes)

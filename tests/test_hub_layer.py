@@ -8,6 +8,7 @@ import sys
 import textwrap
 import zipfile
 
+import hostile
 import keras
 import numpy as np
 import pytest
@@ -16,7 +17,6 @@ import tensorflow as tf
 import keras_hubkit as hk
 from keras_hubkit import errors
 
-import hostile
 import models
 
 SCE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -558,9 +558,7 @@ def test_saved_model_from_keras_file(copied_image_model, tmp_path):
         obj.kernel.numpy(), model.layers[0].resolved_object.kernel.numpy()
     )
     with pytest.raises(errors.ExportError, match="overwrite"):
-        hk.keras_file.saved_model_from_keras_file(
-            tmp_path / "model.keras", out
-        )
+        hk.keras_file.saved_model_from_keras_file(tmp_path / "model.keras", out)
     with pytest.raises(errors.HandleError, match="layer_name"):
         hk.keras_file.saved_model_from_keras_file(
             tmp_path / "model.keras", tmp_path / "o2", layer_name="nope"
