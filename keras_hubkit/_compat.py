@@ -79,28 +79,6 @@ def all_sublayers(layer):
     return list(seen.values())
 
 
-def hub_layer_input_spec(layer):
-    """The `tf.TensorSpec` a HubLayer's SavedModel was traced for, or None.
-
-    Uses the public `HubLayer.traced_input_spec` when the layer has it;
-    until then the attribute HubLayer has kept since keras_hubkit 0.1.
-    """
-    if hasattr(type(layer), "traced_input_spec"):
-        return layer.traced_input_spec
-    return getattr(layer, "_traced_spec", None)
-
-
-def hub_layer_regularization_losses(layer):
-    """A HubLayer's zero-argument regularization-loss functions.
-
-    Uses the public `HubLayer.regularization_loss_fns` when the layer has
-    it; until then the attribute HubLayer has kept since keras_hubkit 0.1.
-    """
-    if hasattr(type(layer), "regularization_loss_fns"):
-        return list(layer.regularization_loss_fns)
-    return list(getattr(layer, "_reg_losses", ()))
-
-
 # --- safety scan (allowlist) ---
 def is_op_registered(op_type: str) -> bool:
     """Whether this process's TensorFlow knows `op_type` right now.
@@ -129,3 +107,123 @@ def registered_op_defs():
         pywrap_tf_session.TF_GetBuffer(pywrap_tf_session.TF_GetAllOpList())
     )
     return {op.name: op for op in ops.op}
+
+
+# --- hub_layer ---
+# HubLayer wraps variables and functions that already exist (a loaded
+# SavedModel) instead of creating them in `build()`, which is what the
+# private hooks below are needed for. Each was checked on Keras 3.15.1 and
+# TensorFlow 2.21.
+
+
+def accept_raw_inputs(layer):
+    """Lets `layer(...)` take Python lists, scalars and strings as inputs.
+
+    Why: `hub.KerasLayer` accepted `layer([10., 20.])` and `layer(10.)`; Keras
+    3's `Layer.__call__` refuses non-tensor positional arguments and casts
+    tensor inputs to the layer's dtype (strings fail). HubLayer converts to
+    the SavedModel's traced dtype itself. Attributes exist since Keras 3.0
+    (`_convert_input_args`) and 3.1 (`_allow_non_tensor_positional_args`).
+    """
+    layer._convert_input_args = False
+    layer._allow_non_tensor_positional_args = True
+
+
+def base_trainable(layer):
+    """`keras.layers.Layer.trainable` of `layer`, bypassing an override.
+
+    Why: HubLayer overrides the `trainable` property to re-apply
+    `trainable_patterns` when it changes, and must still run Keras's own
+    getter and setter (which flip every tracked variable). Since Keras 3.0.
+    """
+    return keras.layers.Layer.trainable.fget(layer)
+
+
+def set_base_trainable(layer, value):
+    """Runs Keras's own `trainable` setter on `layer` (see `base_trainable`)."""
+    keras.layers.Layer.trainable.fset(layer, value)
+
+
+def with_extra_own_losses(cls):
+    """Class decorator: `model.losses` also holds `cls._hub_losses(self)`.
+
+    Why: a SavedModel's `regularization_losses` are functions that must be
+    evaluated each time `losses` is read (they follow `trainable` without a
+    new call, as in `hub.KerasLayer`). Keras 3's `add_loss` takes tensors
+    from `call()` only; `Layer.losses` and `Model.losses` collect every
+    layer's private `_get_own_losses()` (Keras 3.0 to at least 3.15).
+    """
+    base = cls._get_own_losses
+
+    def _get_own_losses(self):
+        return base(self) + list(self._hub_losses())
+
+    cls._get_own_losses = _get_own_losses
+    return cls
+
+
+def trace_output_spec(fn, *args, **kwargs):
+    """What Keras's default `Layer.compute_output_spec` returns for `fn`.
+
+    Why: Keras infers output specs by tracing `call` only while a layer does
+    not override `compute_output_shape`; HubLayer overrides it (for
+    `TimeDistributed` and shape inference) and keeps the tracing path for
+    symbolic calls, which knows the output dtypes (a string model's
+    `compute_dtype` is not its output dtype). `backend.compute_output_spec`
+    is private since Keras 3.0.
+    """
+    from keras.src import backend
+
+    return backend.compute_output_spec(fn, *args, **kwargs)
+
+
+def set_mean_aggregation(variable):
+    """Makes a distributed variable average its value across replicas.
+
+    Why: SavedModel variables that the model updates itself (BatchNorm
+    moving statistics) were saved without an aggregation; under
+    `MirroredStrategy` each replica would keep its own copy. A
+    `DistributedVariable` has no public setter for its aggregation
+    (TensorFlow 2.x, checked on 2.21).
+    """
+    import tensorflow as tf
+
+    variable._aggregation = tf.VariableAggregation.MEAN
+    policy = getattr(variable, "_policy", None)
+    if policy is not None:
+        policy._aggregation = tf.VariableAggregation.MEAN
+
+
+def keras_archive_being_loaded():
+    """The `.keras` archive `keras.models.load_model` is reading, if any.
+
+    Returns a `zipfile.ZipFile` (a `.keras` file), a folder path (an
+    unzipped Keras model folder), or None outside `load_model`.
+
+    Why: Keras rebuilds each layer from its config before it opens the
+    archive's asset files (`load_assets` runs after every layer exists and
+    the optimizer is built), but a HubLayer needs its SavedModel, and the
+    SavedModel's variables, when it is rebuilt. Keras offers no public hook,
+    so this finds the archive in `keras.src.saving.saving_lib`'s
+    `_load_model_from_fileobj` (local `zf`) or `_load_model_from_dir`
+    (local `dirpath`) on the call stack (both since Keras 3.1; unchanged in
+    3.15). When Keras renames them this returns None, and HubLayer falls
+    back to reloading from the config's handle.
+    """
+    import sys
+    import zipfile
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "keras.src.saving.saving_lib":
+            name = frame.f_code.co_name
+            if name == "_load_model_from_fileobj":
+                archive = frame.f_locals.get("zf")
+                if isinstance(archive, zipfile.ZipFile):
+                    return archive
+            if name == "_load_model_from_dir":
+                folder = frame.f_locals.get("dirpath")
+                if isinstance(folder, str):
+                    return folder
+        frame = frame.f_back
+    return None

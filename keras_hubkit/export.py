@@ -158,11 +158,7 @@ def _input_spec(layer, input_signature):
             return _specs_of(known[0] if len(known) == 1 else known)
         # A Sequential built from data has no symbolic input; a HubLayer in
         # front knows what its SavedModel was traced for.
-        spec = (
-            _compat.hub_layer_input_spec(first)
-            if isinstance(first, HubLayer)
-            else None
-        )
+        spec = first.traced_input_spec if isinstance(first, HubLayer) else None
         if spec is not None:
             return tf.TensorSpec((None, *spec.shape[1:]), spec.dtype)
         raise errors.ExportError(
@@ -223,7 +219,7 @@ class _ReusableKeras:
             if isinstance(sub, HubLayer) and sub.trainable:
                 losses += [
                     _zero_arg(fn)
-                    for fn in _compat.hub_layer_regularization_losses(sub)
+                    for fn in sub.saved_model_regularization_losses
                 ]
         return losses
 

@@ -11,13 +11,23 @@ import tensorflow as tf
 from keras_hubkit import _compat
 from keras_hubkit import _specs
 from keras_hubkit import errors
+from keras_hubkit import keras_file
+from keras_hubkit._redact import redact
 from keras_hubkit.loading import load
 from keras_hubkit.loading import origin_of
+from keras_hubkit.resolver import resolve
+from keras_hubkit.scan import scan_path
 
 logger = logging.getLogger(__name__)
 
+# Redacted handle -> the handle given in this process, so that
+# `clone_model` and `from_config` of a config whose URL carried a token work
+# in the process that built the layer (credentials are never written).
+_UNREDACTED = {}
+
 
 @keras.saving.register_keras_serializable(package="keras_hubkit")
+@_compat.with_extra_own_losses
 class HubLayer(keras.layers.Layer):
     """Wraps a TF2 SavedModel (or a TF Hub model) as a Keras 3 layer.
 
@@ -94,10 +104,9 @@ class HubLayer(keras.layers.Layer):
         # (Sequential uses `input_shape` with our `compute_dtype` instead).
         input_shape = kwargs.pop("input_shape", None)
         kwargs.pop("batch_input_shape", None)
-        super().__init__(trainable=trainable, **kwargs)
-        self.autocast = False  # SavedModel variables keep their own dtype.
-        self._convert_input_args = False  # We convert to the traced dtype.
-        self._allow_non_tensor_positional_args = True
+        # autocast=False: SavedModel variables keep their own dtype.
+        super().__init__(trainable=trainable, autocast=False, **kwargs)
+        _compat.accept_raw_inputs(self)  # we convert to the traced dtype
         self._hub_input_shape = (
             tuple(input_shape) if input_shape is not None else None
         )
@@ -114,6 +123,7 @@ class HubLayer(keras.layers.Layer):
 
         self._obj = self._load(handle, tags, load_options)
         origin = origin_of(self._obj)
+        self._source_path = origin.path if origin else None
         self._config_handle = (
             str(handle)
             if _is_str_handle(handle)
@@ -123,6 +133,7 @@ class HubLayer(keras.layers.Layer):
         self._apply_tf1_defaults()
         self._check_output_options()
         self._callable = self._get_callable()
+        self._check_signature_outputs()
         self._traced_specs = _specs.call_input_specs(self._callable)
         self._traced_spec = _specs.single_tensor_spec(self._traced_specs)
         self._has_training = _specs.has_training_argument(self._callable)
@@ -137,9 +148,10 @@ class HubLayer(keras.layers.Layer):
         self.trainable_patterns = None
         if trainable_patterns is not None:
             self.set_trainable_patterns(trainable_patterns)
-        if trainable and not self._can_fine_tune():
-            raise errors.TrainabilityError(self._not_fine_tunable_message())
-        self._build_at_init()
+        # Like hub.KerasLayer, `trainable=True` on a model that cannot be
+        # fine-tuned fails when the layer is called, not here: `trainable`
+        # is mutable, so "construct, then set trainable=False" works.
+        self.built = True  # the weights exist: nothing to build
 
     # ----------------------------------------------------------------- load
     def _load(self, handle, tags, load_options):
@@ -172,18 +184,39 @@ class HubLayer(keras.layers.Layer):
                 self.output_key = "default"
 
     def _check_output_options(self):
+        # Checked before the signature is looked up, as hub.KerasLayer does.
         if self.signature_outputs_as_dict and self.output_key is not None:
             raise errors.SignatureError(
-                "Pass either `output_key` or `signature_outputs_as_dict=True`"
-                f", not both. Received: output_key={self.output_key!r}, "
-                "signature_outputs_as_dict=True."
+                "When using a signature, either `output_key` or "
+                "`signature_outputs_as_dict=True` should be set, not both. "
+                f"Received: output_key={self.output_key!r}, "
+                "signature_outputs_as_dict=True. Keep one of them."
             )
         if self.signature_outputs_as_dict and self.signature is None:
             raise errors.SignatureError(
-                "`signature_outputs_as_dict=True` is only valid together with "
-                "`signature=...`. Received: signature=None. Pass the name of "
-                "a serving signature, or use `output_key` to pick an entry of "
-                "a dict returned by `__call__`."
+                "`signature_outputs_as_dict=True` is only valid if specifying "
+                "a signature (or using a legacy TF1 Hub format). Received: "
+                "signature=None. Pass the name of a serving signature, or use "
+                "`output_key` to pick an entry of a dict returned by "
+                "`__call__`."
+            )
+
+    def _check_signature_outputs(self):
+        if (
+            self.signature is None
+            or self.output_key is not None
+            or self.signature_outputs_as_dict
+        ):
+            return
+        outputs = getattr(self._callable, "structured_outputs", None)
+        if isinstance(outputs, dict) and len(outputs) > 1:
+            raise errors.SignatureError(
+                "When using a signature, either `output_key` or "
+                "`signature_outputs_as_dict=True` should be set. Received: "
+                f"neither, and signature {self.signature!r} of "
+                f"{self._redacted_handle!r} returns several outputs: "
+                f"{sorted(outputs)}. Pass `output_key=` with one of them, or "
+                "`signature_outputs_as_dict=True`."
             )
 
     def _get_callable(self):
@@ -197,7 +230,8 @@ class HubLayer(keras.layers.Layer):
                 if not k.startswith("__")
             )
             raise errors.SignatureError(
-                f"The SavedModel at {self._config_handle!r} has no `__call__`"
+                f"The SavedModel at {self._redacted_handle!r} has no "
+                "`__call__`"
                 " (it is not a reusable TF2 SavedModel). Pass `signature=` "
                 f"with one of its signatures: {available}."
             )
@@ -205,7 +239,7 @@ class HubLayer(keras.layers.Layer):
         if self.signature not in signatures:
             raise errors.SignatureError(
                 f"Unknown signature {self.signature!r} in "
-                f"{self._config_handle!r}. Available signatures: "
+                f"{self._redacted_handle!r}. Available signatures: "
                 f"{sorted(k for k in signatures if not k.startswith('__'))}."
             )
         return signatures[self.signature]
@@ -217,7 +251,7 @@ class HubLayer(keras.layers.Layer):
                 raise errors.HandleError(
                     "Expected `regularization_losses` to hold zero-argument "
                     f"functions returning a scalar. Received: {fn!r} in "
-                    f"{self._config_handle!r}."
+                    f"{self._redacted_handle!r}."
                 )
         return losses
 
@@ -238,19 +272,27 @@ class HubLayer(keras.layers.Layer):
         )
         self._source_names = {}
         self._replica_statistics = _mean_aggregated(others)
+
+        def wrap(tf_var, flag):
+            # Shares the tf.Variable's storage (no copy) on TensorFlow.
+            variable = keras.Variable(
+                initializer=tf_var,
+                trainable=flag,
+                dtype=tf_var.dtype,
+                shape=tf_var.shape,
+                name=_keras_name(tf_var.name),
+            )
+            self._source_names[id(variable)] = _source_name(tf_var.name)
+            return variable
+
         with _compat.name_scope(self):
-            for tf_var, flag in [(v, True) for v in publisher_trainable] + [
-                (v, False) for v in others
-            ]:
-                variable = keras.Variable(
-                    initializer=tf_var,
-                    trainable=flag,
-                    dtype=tf_var.dtype,
-                    shape=tf_var.shape,
-                    name=_keras_name(tf_var.name),
-                )
-                self._source_names[id(variable)] = _source_name(tf_var.name)
-                self._track_variable(variable)
+            # Assigning lists tracks them (trainable ones first, so the
+            # weight order is stable for `.keras` and `.weights.h5` files).
+            self._publisher_trainable = [
+                wrap(v, True) for v in publisher_trainable
+            ]
+            self._publisher_frozen = [wrap(v, False) for v in others]
+        self.set_trainable_patterns(None)
 
     # ---------------------------------------------------------- trainable
     def _can_fine_tune(self):
@@ -258,15 +300,15 @@ class HubLayer(keras.layers.Layer):
 
     def _not_fine_tunable_message(self):
         why = (
-            "it is a legacy TF1 Hub module"
+            "when loading from the TF1 Hub format"
             if self._is_tf1
-            else f"it is called through the signature {self.signature!r}"
+            else f"when calling a SavedModel signature ({self.signature!r})"
         )
         return (
-            f"Cannot fine-tune {self._config_handle!r}: {why}, which does "
-            "not expose trainable variables or a training mode. Use "
-            "`trainable=False`, or load a reusable TF2 SavedModel (with "
-            "`__call__`) to fine-tune."
+            f"Setting HubLayer.trainable = True is unsupported {why}: "
+            f"{self._redacted_handle!r} then exposes no trainable variables "
+            "or training mode. Set `layer.trainable = False`, or load a "
+            "reusable TF2 SavedModel (with `__call__`) to fine-tune."
         )
 
     def source_name(self, variable):
@@ -331,26 +373,26 @@ class HubLayer(keras.layers.Layer):
             if compiled
             else ([] if compiled == [] else None)
         )
-        for variable in self._trainable_variables:
+        for variable in self._publisher_trainable:
             name = self._source_names[id(variable)]
             wanted = compiled is None or any(p.match(name) for p in compiled)
             variable.trainable = bool(self.trainable and wanted)
 
     @property
     def trainable(self):
-        return self._trainable
+        return _compat.base_trainable(self)
 
     @trainable.setter
     def trainable(self, value):
-        keras.layers.Layer.trainable.fset(self, value)
-        if getattr(self, "_source_names", None) is not None:
+        _compat.set_base_trainable(self, value)
+        if getattr(self, "_publisher_trainable", None) is not None:
             self.set_trainable_patterns(self.trainable_patterns)
 
     @property
     def trainable_weights(self):
         if not self.trainable:
             return []
-        return [v for v in self._trainable_variables if v.trainable]
+        return [v for v in self._publisher_trainable if v.trainable]
 
     @property
     def non_trainable_weights(self):
@@ -403,9 +445,9 @@ class HubLayer(keras.layers.Layer):
         return tf.nest.map_structure(convert, inputs)
 
     def call(self, inputs, training=None):
+        if self.trainable:
+            self._check_trainability()
         fine_tuning = bool(self.trainable and training)
-        if fine_tuning:
-            self._check_fine_tuning()
         inputs = self._cast_inputs(inputs)
         kwargs = dict(self.arguments)
         try:
@@ -421,7 +463,7 @@ class HubLayer(keras.layers.Layer):
                     self._sync_replica_statistics(result)
         except (TypeError, ValueError) as e:
             raise errors.InputSpecError(
-                f"The SavedModel at {self._config_handle!r} cannot be called "
+                f"The SavedModel at {self._redacted_handle!r} cannot be called "
                 "on the inputs given. Expected: "
                 f"{_specs.describe(self._traced_specs)}. Received: "
                 f"{_specs.describe_structure(inputs)}. Original error: "
@@ -430,15 +472,15 @@ class HubLayer(keras.layers.Layer):
         result = self._select_output(result)
         return self._apply_output_shape(inputs, result)
 
-    def _check_fine_tuning(self):
+    def _check_trainability(self):
         if not self._can_fine_tune():
             raise errors.TrainabilityError(self._not_fine_tunable_message())
         if not self.trainable_weights and not self._warned_no_trainable:
             self._warned_no_trainable = True
             logger.warning(
-                "HubLayer %r is trainable but has no trainable weights: the "
-                "SavedModel lists no `trainable_variables` (or none match "
-                "`trainable_patterns`).",
+                "HubLayer %r is trainable but has zero trainable weights: "
+                "the SavedModel lists no `trainable_variables` (or none "
+                "match `trainable_patterns`).",
                 self.name,
             )
 
@@ -477,7 +519,7 @@ class HubLayer(keras.layers.Layer):
         names = sorted(self._traced_specs[0]) if self._traced_specs else []
         if len(names) != 1:
             raise errors.InputSpecError(
-                f"Signature {self.signature!r} of {self._config_handle!r} "
+                f"Signature {self.signature!r} of {self._redacted_handle!r} "
                 f"takes the inputs {names}. Received one tensor; pass a dict "
                 "keyed by those names."
             )
@@ -489,15 +531,16 @@ class HubLayer(keras.layers.Layer):
         if self.output_key is not None:
             if not isinstance(result, dict):
                 raise errors.SignatureError(
-                    "`output_key` picks an entry of a dict output. Received: "
-                    f"output_key={self.output_key!r}, but the output is a "
-                    f"{type(result).__name__}. Remove `output_key`."
+                    "Specifying `output_key` is forbidden if output type "
+                    f"{type(result).__name__} is not a dict. Received: "
+                    f"output_key={self.output_key!r}. Remove `output_key`."
                 )
             if self.output_key not in result:
                 raise errors.SignatureError(
-                    f"The output has no key {self.output_key!r}. Available "
-                    f"keys: {sorted(result)}. Pass one of them as "
-                    "`output_key`, or `signature_outputs_as_dict=True`."
+                    "HubLayer output does not contain the output key "
+                    f"{self.output_key!r} (available: {sorted(result)}). "
+                    "Pass one of them as `output_key`, or "
+                    "`signature_outputs_as_dict=True`."
                 )
             return result[self.output_key]
         if self.signature is not None and isinstance(result, dict):
@@ -521,18 +564,93 @@ class HubLayer(keras.layers.Layer):
 
         return tf.nest.map_structure(set_shape, result, self.output_shape_arg)
 
-    # ----------------------------------------------------------- losses
-    def _get_own_losses(self):
-        losses = super()._get_own_losses()
-        if self.trainable and self._can_fine_tune():
-            losses = losses + [fn() for fn in self._reg_losses]
-        return losses
+    # ------------------------------------------------------------ shapes
+    def compute_output_spec(self, *args, **kwargs):
+        # Keras's tracing path (it knows the output dtypes); overriding
+        # `compute_output_shape` alone would switch Keras to a shape-only
+        # path that assumes outputs of `compute_dtype`.
+        return _compat.trace_output_spec(self.call, *args, **kwargs)
 
-    # ----------------------------------------------------------- config
+    def compute_output_shape(self, input_shape):
+        """The output shape(s) for `input_shape` (batch dimension first).
+
+        From `output_shape` when it was given (as `hub.KerasLayer`), else by
+        tracing the SavedModel's function on a spec of that shape. This is
+        what `keras.layers.TimeDistributed`, `summary()` and other shape
+        inference use.
+        """
+        if self.output_shape_arg is not None:
+            batch = _first_shape(input_shape)[:1] or (None,)
+            return tf.nest.map_structure(
+                lambda s: (*batch, *s.as_list()),
+                self.output_shape_arg,
+                check_types=False,
+            )
+        inputs = self._symbolic_inputs(input_shape)
+        spec = self.compute_output_spec(inputs)
+        return keras.tree.map_structure(lambda t: tuple(t.shape), spec)
+
+    def _symbolic_inputs(self, input_shape):
+        """KerasTensors of `input_shape` with the dtypes the model traced."""
+        traced = self._traced_specs[0] if self._traced_specs else None
+        shapes = keras.tree.map_shape_structure(tuple, input_shape)
+        try:
+            return tf.nest.map_structure(
+                lambda s, t: keras.KerasTensor(s, dtype=t.dtype.name),
+                shapes,
+                traced,
+                check_types=False,
+            )
+        except (TypeError, ValueError):
+            dtype = self._traced_spec.dtype.name if self._traced_spec else None
+            return keras.tree.map_shape_structure(
+                lambda s: keras.KerasTensor(s, dtype=dtype or "float32"),
+                input_shape,
+            )
+
+    # ----------------------------------------------------------- losses
+    def _hub_losses(self):
+        # Called by Keras whenever `losses` is read (see _compat), so the
+        # values follow `trainable` without a new call. Like hub.KerasLayer,
+        # a frozen layer gives one 0.0 per regularization function: the
+        # list keeps its length, and `model.losses[0]` keeps working.
+        if self.trainable and self._can_fine_tune():
+            return [fn() for fn in self._reg_losses]
+        return [tf.constant(0.0) for _ in self._reg_losses]
+
+    # ------------------------------------------------------ public state
     @property
     def resolved_object(self):
         """The loaded SavedModel object this layer calls."""
         return self._obj
+
+    @property
+    def traced_input_spec(self):
+        """The one `tf.TensorSpec` every trace of the called function takes.
+
+        None when the function takes a nest (e.g. a dict of tensors) or its
+        traces disagree on the dtype.
+        """
+        return self._traced_spec
+
+    @property
+    def traced_input_specs(self):
+        """The input structure of each trace of the called function."""
+        return list(self._traced_specs)
+
+    @property
+    def saved_model_regularization_losses(self):
+        """The SavedModel's `regularization_losses` (zero-argument functions).
+
+        These are the publisher's functions, whatever `trainable` is; the
+        layer's `losses` holds their values only while it is trainable.
+        """
+        return list(self._reg_losses)
+
+    # ----------------------------------------------------------- config
+    @property
+    def _redacted_handle(self):
+        return redact(self._config_handle) if self._config_handle else None
 
     def get_config(self):
         if self._config_handle is None:
@@ -542,8 +660,10 @@ class HubLayer(keras.layers.Layer):
                 "from `hk.load`. Load it with `hk.load(handle)`, or pass the "
                 "handle string to HubLayer."
             )
+        handle = self._redacted_handle
+        _UNREDACTED[handle] = self._config_handle
         config = {
-            "handle": self._config_handle,
+            "handle": handle,
             "arguments": self.arguments or None,
             "output_shape": _shapes_to_json(self.output_shape_arg),
             "signature": self.signature,
@@ -559,25 +679,129 @@ class HubLayer(keras.layers.Layer):
         _check_json(config)
         return {**super().get_config(), **config}
 
+    def save_assets(self, dir_path):
+        """Stores the SavedModel, with its current values, in a `.keras`."""
+        keras_file.write_layer_saved_model(
+            dir_path,
+            self._obj,
+            metadata={
+                "name": self.name,
+                "handle": self._redacted_handle,
+                "tags": self.tags,
+            },
+            source_path=self._source_path,
+            is_tf1=self._is_tf1,
+        )
+
     @classmethod
     def from_config(cls, config, safe_mode=None):
+        """Rebuilds a HubLayer from `get_config()`.
+
+        Inside `keras.models.load_model`, the SavedModel stored in the
+        `.keras` file is used (the handle is not needed); otherwise (and for
+        files written by keras_hubkit 0.1.0) the handle is loaded again.
+
+        In Keras safe mode (the default of `load_model`, `model_from_json`
+        and `clone_model`) the SavedModel is scanned first and rebuilt only
+        if the scan finds nothing and the config asks for no opt-in
+        (`allow_ops`): such a model runs tensor computation only, no Python.
+
+        Args:
+            config: the dict from `get_config()`.
+            safe_mode: overrides Keras's safe-mode setting.
+
+        Raises:
+            UnsafeDeserializationError: safe mode is on and the model needs
+                an opt-in or cannot be scanned.
+        """
+        config = dict(config)
+        handle = config.pop("handle")
+        source = _UNREDACTED.get(handle, handle)
+        trainable = config.pop("trainable", False)
+        tags = config.pop("tags", None)
         effective = (
             safe_mode if safe_mode is not None else _compat.in_safe_mode()
         )
-        if effective is not False:
-            raise errors.UnsafeDeserializationError(
-                "Refusing to rebuild a HubLayer in Keras safe mode: it loads "
-                f"the SavedModel at {config.get('handle')!r}, and loading a "
-                "SavedModel runs its TensorFlow graph (which can read and "
-                "write files). If you trust this model, load with "
-                "`keras.models.load_model(path, safe_mode=False)` or call "
-                "`keras.config.enable_unsafe_deserialization()` first."
+        stored = _stored_copy(config.get("name"), handle)
+        if stored is not None:
+            path, stored_tags = stored
+            if effective is not False:
+                _require_safe(path, handle, config)
+            layer = cls(
+                load(path, tags=stored_tags, allow_ops=config.get("allow_ops")),
+                trainable=False,
+                **config,
             )
-        config = dict(config)
-        trainable = config.pop("trainable", False)
-        layer = cls(**config, trainable=False)
+            layer._config_handle = source
+            layer.tags = tags
+            layer._source_path = path
+        else:
+            if effective is not False:
+                _require_safe(_resolved(source), handle, config)
+            layer = cls(source, trainable=False, tags=tags, **config)
         layer.trainable = trainable
         return layer
+
+
+def _stored_copy(name, handle):
+    """(folder, tags) of the SavedModel a `.keras` being loaded holds for
+    this layer, extracted for the process; None outside `load_model` or for
+    files written by keras_hubkit 0.1.0."""
+    archive = _compat.keras_archive_being_loaded()
+    if archive is None:
+        return None
+    entry = keras_file.find_layer_saved_model(archive, name, handle)
+    if entry is None:
+        return None
+    folder, metadata = entry
+    return keras_file.extract_for_process(archive, folder), metadata.get("tags")
+
+
+def _resolved(handle):
+    return resolve(handle)
+
+
+def _require_safe(path, handle, config):
+    """Raises unless the SavedModel at `path` may be rebuilt in safe mode."""
+    allow_ops = config.get("allow_ops")
+    reasons = []
+    try:
+        report = scan_path(path)
+    except Exception as e:  # Any failure to parse means "cannot be scanned".
+        first = str(e).splitlines()[0] if str(e) else repr(e)
+        reasons.append(f"it cannot be scanned ({first})")
+    else:
+        found = sorted(
+            {f.op for f in report.findings} | set(report.unregistered_ops)
+        )
+        if found:
+            reasons.append(f"the safety scan flags ops it would run: {found}")
+    if allow_ops:
+        reasons.append(f"its config opts in: allow_ops={allow_ops}")
+    if not reasons:
+        return
+    why = "; ".join(reasons)
+    raise errors.UnsafeDeserializationError(
+        "Refusing to rebuild a HubLayer in Keras safe mode: it loads "
+        f"the SavedModel at {handle!r}, and loading a SavedModel runs its "
+        f"TensorFlow graph (which can read and write files), and {why}. "
+        "If you trust this model, load with "
+        "`keras.models.load_model(path, safe_mode=False)` or call "
+        "`keras.config.enable_unsafe_deserialization()` first."
+    )
+
+
+def _first_shape(shapes):
+    """The first shape of a nest of shapes (tuples of ints/None)."""
+    if isinstance(shapes, dict):
+        return _first_shape(next(iter(shapes.values())))
+    if (
+        isinstance(shapes, (list, tuple))
+        and shapes
+        and not all(d is None or isinstance(d, int) for d in shapes)
+    ):
+        return _first_shape(shapes[0])
+    return tuple(shapes)
 
 
 def _capture_order(fn):
@@ -621,10 +845,7 @@ def _mean_aggregated(variables):
     ]
     for v in distributed:
         if v.aggregation == tf.VariableAggregation.NONE:
-            v._aggregation = tf.VariableAggregation.MEAN
-            policy = getattr(v, "_policy", None)
-            if policy is not None:
-                policy._aggregation = tf.VariableAggregation.MEAN
+            _compat.set_mean_aggregation(v)
     return distributed
 
 

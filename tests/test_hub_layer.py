@@ -1,9 +1,14 @@
 """HubLayer: the hub.KerasLayer contract on Keras 3."""
 
+import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import zipfile
 
+import hostile
 import keras
 import numpy as np
 import pytest
@@ -26,14 +31,15 @@ def test_guide_mymulmodel_example(mul_model):
     layer = hk.HubLayer(mul_model)
     np.testing.assert_allclose(layer([10.0, 20.0]), [20.0, 40.0])
     assert layer.trainable_weights == []
-    assert layer.losses == []
+    # As hub.KerasLayer: one 0.0 per regularization function while frozen.
+    assert [float(x) for x in layer.losses] == [0.0]
     layer.trainable = True
     assert [float(w.numpy()) for w in layer.trainable_weights] == [2.0]
     np.testing.assert_allclose(
         [float(x) for x in layer.losses], [0.004], rtol=1e-6
     )
     layer.trainable = False
-    assert layer.losses == []
+    assert [float(x) for x in layer.losses] == [0.0]
 
 
 def test_regularization_loss_counts_in_fit_only_when_trainable(mul_model):
@@ -52,7 +58,7 @@ def test_regularization_loss_counts_in_fit_only_when_trainable(mul_model):
     model = keras.Sequential([keras.Input((1,)), frozen])
     model.compile(keras.optimizers.SGD(10.0), "mse")
     model.fit(x, x, epochs=1, verbose=0)
-    assert model.losses == []
+    assert [float(x) for x in model.losses] == [0.0]
     assert float(frozen.resolved_object.v.numpy()) == 2.0
 
 
@@ -315,14 +321,21 @@ def test_missing_output_key_lists_available(signature_model):
 
 
 def test_several_outputs_need_a_choice(signature_model):
-    layer = hk.HubLayer(signature_model, signature="serving_default")
-    with pytest.raises(errors.SignatureError, match="output_key"):
-        layer(np.ones((1, 2), "float32"))
+    with pytest.raises(
+        errors.SignatureError, match=r"either `output_key` or.*logits"
+    ):
+        hk.HubLayer(signature_model, signature="serving_default")
 
 
 def test_signature_layer_cannot_be_fine_tuned(signature_model):
+    # As hub.KerasLayer: constructing works (`trainable` is mutable), calling
+    # while trainable fails, and setting trainable=False makes it usable.
+    layer = hk.HubLayer(signature_model, signature="norm", trainable=True)
+    x = np.ones((1, 2), "float32")
     with pytest.raises(errors.TrainabilityError, match="signature"):
-        hk.HubLayer(signature_model, signature="norm", trainable=True)
+        layer(x)
+    layer.trainable = False
+    np.testing.assert_allclose(layer(x), [np.sqrt(2.0)], rtol=1e-6)
 
 
 def test_output_shape_is_honoured(mul_model):
@@ -375,7 +388,7 @@ def test_get_config_round_trip(image_model):
     )
 
 
-def test_keras_file_round_trip_keeps_fine_tuned_weights(image_model, tmp_path):
+def _fine_tuned_image_model(image_model):
     model = keras.Sequential(
         [
             keras.Input((8, 8, 3)),
@@ -385,26 +398,183 @@ def test_keras_file_round_trip_keeps_fine_tuned_weights(image_model, tmp_path):
     )
     model.compile("adam", SCE)
     model.fit(_images(), np.arange(8) % 3, epochs=2, verbose=0)
-    path = str(tmp_path / "model.keras")
-    model.save(path)
-    with pytest.raises(errors.UnsafeDeserializationError, match="safe_mode"):
-        keras.models.load_model(path)
-    reloaded = keras.models.load_model(path, safe_mode=False)
+    return model
+
+
+@pytest.fixture
+def copied_image_model(image_model, tmp_path):
+    """A private copy of the image model, which a test may delete."""
+    path = tmp_path / "source" / "image"
+    shutil.copytree(image_model, path)
+    return str(path)
+
+
+def test_keras_file_carries_the_saved_model(copied_image_model, tmp_path):
+    model = _fine_tuned_image_model(copied_image_model)
+    first = tmp_path / "first"
+    first.mkdir()
+    model.save(first / "model.keras")
+    # Move the file, delete the SavedModel it was built from: it still loads,
+    # in Keras's default safe mode (the stored copy passes the scan).
+    moved = tmp_path / "elsewhere" / "model.keras"
+    moved.parent.mkdir()
+    shutil.move(first / "model.keras", moved)
+    shutil.rmtree(copied_image_model)
+    reloaded = keras.models.load_model(moved)
     x = _images(seed=3)
     np.testing.assert_allclose(
-        model.predict(x, verbose=0),
-        reloaded.predict(x, verbose=0),
-        rtol=1e-5,
+        model.predict(x, verbose=0), reloaded.predict(x, verbose=0), rtol=1e-5
     )
-    assert reloaded.layers[0].trainable
+    layer = reloaded.layers[0]
+    assert layer.trainable
+    assert layer.get_config()["handle"] == copied_image_model
+    # Fine-tuned values are in the stored SavedModel itself, and it is still
+    # a reusable one (callable with `training`, publisher's lists kept).
+    obj = layer.resolved_object
+    assert len(obj.trainable_variables) == 4
+    assert len(obj.regularization_losses) == 1
+    np.testing.assert_allclose(
+        obj.kernel.numpy(),
+        model.layers[0].resolved_object.kernel.numpy(),
+    )
+    # Training goes on after the reload (optimizer state came back too).
+    reloaded.fit(_images(), np.arange(8) % 3, epochs=1, verbose=0)
+
+
+def test_keras_file_keeps_assets(text_model, tmp_path):
+    source = tmp_path / "text"
+    shutil.copytree(os.path.dirname(text_model), source)
+    inputs = keras.Input(shape=(), dtype="string")
+    layer = hk.HubLayer(str(source / "model"))
+    model = keras.Model(inputs, keras.layers.Dense(2)(layer(inputs)))
+    model.save(tmp_path / "text.keras")
+    shutil.rmtree(source)  # the vocabulary file goes with it
+    reloaded = keras.models.load_model(tmp_path / "text.keras")
+    x = tf.constant(["the cat sat", "hello"])
+    np.testing.assert_allclose(model(x), reloaded(x), rtol=1e-6)
+    assert not np.allclose(reloaded(x)[0], reloaded(x)[1])
+
+
+def test_keras_file_written_by_0_1_0_still_loads(image_model, tmp_path):
+    model = _fine_tuned_image_model(image_model)
+    model.save(tmp_path / "new.keras")
+    # keras_hubkit 0.1.0 wrote no SavedModel into the archive, only the
+    # handle (an absolute path) in config.json.
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(tmp_path / "new.keras") as src:
+        with zipfile.ZipFile(old, "w") as dst:
+            for item in src.infolist():
+                if not item.filename.startswith("assets/"):
+                    dst.writestr(item, src.read(item))
+    assert hk.keras_file.list_saved_models(old) == []
+    reloaded = keras.models.load_model(old)
+    x = _images(seed=4)
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), reloaded.predict(x, verbose=0), rtol=1e-5
+    )
+
+
+def test_safe_mode_refuses_models_that_need_an_opt_in(tmp_path):
+    path = hostile.save_call_reads_file(
+        str(tmp_path / "reader"), str(tmp_path / "secret.txt")
+    )
+    (tmp_path / "secret.txt").write_text("abc")
+    layer = hk.HubLayer(path, allow_ops=["ReadFile"])
+    model = keras.Sequential([keras.Input(()), layer])
+    model.save(tmp_path / "reader.keras")
+    with pytest.raises(
+        errors.UnsafeDeserializationError, match=r"ReadFile.*safe_mode=False"
+    ):
+        keras.models.load_model(tmp_path / "reader.keras")
+    with pytest.raises(errors.UnsafeDeserializationError, match="allow_ops"):
+        keras.models.clone_model(model)
+    with pytest.raises(errors.UnsafeDeserializationError):
+        hk.HubLayer.from_config(layer.get_config())
+    reloaded = keras.models.load_model(
+        tmp_path / "reader.keras", safe_mode=False
+    )
+    np.testing.assert_allclose(reloaded(np.zeros((2,), "float32")), [3, 3])
+
+
+def test_safe_mode_refuses_models_that_cannot_be_scanned(mul_model, tmp_path):
+    path = tmp_path / "mul"
+    shutil.copytree(mul_model, path)
+    config = hk.HubLayer(str(path)).get_config()
+    (path / "saved_model.pb").write_bytes(b"not a protobuf")
+    with pytest.raises(errors.UnsafeDeserializationError, match="scanned"):
+        hk.HubLayer.from_config(config)
+
+
+def test_clone_model_and_json_in_safe_mode(image_model):
+    model = keras.Sequential(
+        [keras.Input((8, 8, 3)), hk.HubLayer(image_model, output_shape=[6])]
+    )
+    x = _images()
+    clone = keras.models.clone_model(model)
+    np.testing.assert_allclose(clone(x), model(x), rtol=1e-6)
+    again = keras.models.model_from_json(model.to_json())
+    np.testing.assert_allclose(again(x), model(x), rtol=1e-6)
+
+
+def test_config_holds_no_credentials(mul_model, tmp_path, monkeypatch):
+    from http_server import ScriptedServer
+    from http_server import Serve
+    from http_server import tar_gz_of
+
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
+    server = ScriptedServer()
+    try:
+        url = server.route("/m/1", Serve(tar_gz_of(mul_model)))
+        layer = hk.HubLayer(url + "?token=s3cret", name="mul")
+        model = keras.Sequential([keras.Input((2,)), layer])
+        config = layer.get_config()
+        assert "s3cret" not in json.dumps(config)
+        assert config["handle"] == url + "?token=***"
+        # In the process that knows the real handle, a clone still works.
+        clone = keras.models.clone_model(model)
+        np.testing.assert_allclose(clone(np.ones((1, 2))), [[2.0, 2.0]])
+        model.save(tmp_path / "mul.keras")
+    finally:
+        server.stop()
+    with zipfile.ZipFile(tmp_path / "mul.keras") as archive:
+        for name in archive.namelist():
+            assert b"s3cret" not in archive.read(name), name
+    reloaded = keras.models.load_model(tmp_path / "mul.keras")
+    np.testing.assert_allclose(reloaded(np.ones((1, 2))), [[2.0, 2.0]])
+
+
+def test_saved_model_from_keras_file(copied_image_model, tmp_path):
+    model = _fine_tuned_image_model(copied_image_model)
+    model.save(tmp_path / "model.keras")
+    [entry] = hk.keras_file.list_saved_models(tmp_path / "model.keras")
+    assert entry["name"] == model.layers[0].name
+    assert entry["resaved"]
+    out = hk.keras_file.saved_model_from_keras_file(
+        tmp_path / "model.keras", tmp_path / "out"
+    )
+    assert hk.scan(out).safe
+    obj = hk.load(out)
+    np.testing.assert_allclose(
+        obj.kernel.numpy(), model.layers[0].resolved_object.kernel.numpy()
+    )
+    with pytest.raises(errors.ExportError, match="overwrite"):
+        hk.keras_file.saved_model_from_keras_file(tmp_path / "model.keras", out)
+    with pytest.raises(errors.HandleError, match="layer_name"):
+        hk.keras_file.saved_model_from_keras_file(
+            tmp_path / "model.keras", tmp_path / "o2", layer_name="nope"
+        )
+    (tmp_path / "plain.txt").write_text("x")
+    with pytest.raises(errors.HandleError, match="zip"):
+        hk.keras_file.list_saved_models(tmp_path / "plain.txt")
 
 
 # ------------------------------------------------------------ TF1 format
 def test_tf1_hub_module_for_inference(tf1_model):
     layer = hk.HubLayer(tf1_model)
     np.testing.assert_allclose(layer(tf.constant([1.0, 2.0])), [2.5, 3.0])
-    with pytest.raises(errors.TrainabilityError, match="TF1 Hub module"):
-        hk.HubLayer(tf1_model, trainable=True)
+    trainable = hk.HubLayer(tf1_model, trainable=True)
+    with pytest.raises(errors.TrainabilityError, match="TF1 Hub format"):
+        trainable(tf.constant([1.0]))
     layer.trainable = True
     with pytest.raises(errors.TrainabilityError):
         layer(tf.constant([1.0]), training=True)
@@ -478,13 +648,14 @@ def test_real_tf1_signature_only_model(real_models):
         [0.07601, 0.39562, 0.33122, 0.19714],
         atol=1e-3,
     )
+    trainable = hk.HubLayer(
+        path,
+        signature="serving_default",
+        output_key="sequential_3",
+        trainable=True,
+    )
     with pytest.raises(errors.TrainabilityError):
-        hk.HubLayer(
-            path,
-            signature="serving_default",
-            output_key="sequential_3",
-            trainable=True,
-        )
+        trainable(tf.fill((1, 224, 224, 3), 0.5))
 
 
 def test_real_tf1_module_with_missing_custom_op(real_models):
