@@ -63,3 +63,32 @@ def patch_keras_tuner_tensorboard():
 
     configure._hubkit_patched = True
     tuner_module.Tuner._configure_tensorboard_dir = configure
+
+
+# --- fine-tuning ---
+
+
+def flatten_layers(model):
+    """Every layer inside `model`, recursively, without `model` itself.
+
+    Keras 3 (3.0 through 3.15) has no public recursive layer walk;
+    `Layer._flatten_layers` is what `Model.summary` and saving use.
+    """
+    return list(model._flatten_layers(include_self=False))
+
+
+def optimizer_for_variable(optimizer, variable):
+    """The sub-optimizer a `keras.optimizers.MultiOptimizer` uses for
+    `variable` (tests check per-group rates with it).
+
+    `MultiOptimizer` (Keras 3.15) exposes its mapping only as the private
+    `_optimizer_map` callable.
+    """
+    return optimizer._optimizer_map(variable)
+
+
+def learning_rate_schedule(optimizer):
+    """The `LearningRateSchedule` behind `optimizer.learning_rate`, or the
+    float rate: the public property returns the current value only (Keras
+    3.0 through 3.15 keep the schedule in `_learning_rate`)."""
+    return optimizer._learning_rate
