@@ -12,8 +12,8 @@ history = hk.finetune.StagedFineTuner(model, plan, loss=...).run(x, y)
 from keras_hubkit.finetune.auto import AutoPlan
 from keras_hubkit.finetune.groups import Group
 from keras_hubkit.finetune.groups import base_groups
-from keras_hubkit.finetune.lr_find import LRFindResult
-from keras_hubkit.finetune.lr_find import lr_find
+from keras_hubkit.finetune.lr_finder import LRFindResult
+from keras_hubkit.finetune.lr_finder import lr_find
 from keras_hubkit.finetune.runner import StagedFineTuner
 from keras_hubkit.finetune.runner import StagedHistory
 from keras_hubkit.finetune.runner import fine_tune

@@ -781,14 +781,14 @@ def _fastai_plan(epochs, base_lr, freeze_epochs, lr_mult):
 
 def _find_base_lr(model, x, y, loss, metrics, batch_size, base):
     """lr_find on the head-only stage's trainability."""
-    from keras_hubkit.finetune import lr_find as finder
+    from keras_hubkit.finetune import lr_finder
     from keras_hubkit.finetune.stage import Stage
 
     runner = StagedFineTuner(
         model, [Stage(1)], loss=loss, metrics=metrics, base=base
     )
     runner.apply_trainability(0)
-    result = finder.lr_find(
+    result = lr_finder.lr_find(
         model, x, y, loss=runner.loss, batch_size=batch_size or 32
     )
     logger.info("lr_find suggests base_lr=%.3g.", result.suggestion)

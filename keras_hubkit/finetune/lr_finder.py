@@ -28,10 +28,12 @@ class LRFindResult:
         losses: the smoothed (debiased exponential moving average) loss
             after each step.
         raw_losses: the loss of each step.
-        suggestion: the rate where the smoothed loss falls fastest (per
-            unit of log rate), before its minimum.
-        min_loss_rate: the rate at the smoothed loss's minimum (fastai's
-            other rule of thumb is a tenth of it).
+        suggestion: the rate where the loss (smoothed without lag, in
+            log scale) falls fastest per unit of log rate, before its
+            minimum.
+        min_loss_rate: the rate at that smoothed loss's minimum, where
+            divergence begins (fastai's other rule of thumb is a tenth of
+            it).
     """
 
     rates: list
@@ -189,7 +191,7 @@ def lr_find(
             best = min(best, smoothed[-1])
     finally:
         model.set_weights(saved)
-    suggestion, at_min = _suggest(rates, smoothed)
+    suggestion, at_min = _suggest(rates, raw)
     logger.info(
         "lr_find: %d steps, suggestion %.3g (minimum at %.3g).",
         len(rates),
@@ -199,23 +201,32 @@ def lr_find(
     return LRFindResult(rates, smoothed, raw, suggestion, at_min)
 
 
-def _suggest(rates, losses, skip_start=5):
-    """Steepest descent of the smoothed loss before its minimum."""
-    finite = [i for i, v in enumerate(losses) if math.isfinite(v)]
-    if not finite:
+def _suggest(rates, raw_losses):
+    """Steepest descent of the loss against log(rate), before its minimum.
+
+    The loss is smoothed with a centered moving average (no lag, unlike the
+    plotted moving average) and, when positive, taken in log scale, so a
+    fall from 2.0 to 0.2 counts like one from 20 to 2 and early noise on a
+    high loss does not win.
+    """
+    values = np.asarray(raw_losses, dtype="float64")
+    bad = np.flatnonzero(~np.isfinite(values))
+    end = int(bad[0]) if bad.size else len(values)
+    if end == 0:
         raise errors.StagePlanError(
             "lr_find saw no finite loss. Received: start_lr="
             f"{rates[0]:.3g}. Lower start_lr, or check the data and loss."
         )
-    lowest = min(finite, key=lambda i: losses[i])
-    window = list(range(min(skip_start, lowest), lowest + 1))
-    if len(window) < 3:
-        return rates[lowest] / 10, rates[lowest]
-    slope = np.gradient(
-        np.asarray([losses[i] for i in window]),
-        np.log(np.asarray([rates[i] for i in window])),
-    )
-    return float(rates[window[int(np.argmin(slope))]]), rates[lowest]
+    values, lrs = values[:end], np.asarray(rates[:end], dtype="float64")
+    width = max(3, (end // 20) | 1)
+    padded = np.pad(values, width // 2, mode="edge")
+    smooth = np.convolve(padded, np.ones(width) / width, mode="valid")
+    lowest = int(np.argmin(smooth))
+    if lowest < 2:
+        return float(lrs[lowest] / 10), float(lrs[lowest])
+    curve = np.log(smooth) if np.all(smooth > 0) else smooth
+    slope = np.gradient(curve[: lowest + 1], np.log(lrs[: lowest + 1]))
+    return float(lrs[int(np.argmin(slope))]), float(lrs[lowest])
 
 
 def _loss_function(model, loss):
