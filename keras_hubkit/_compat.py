@@ -227,3 +227,23 @@ def keras_archive_being_loaded():
                     return folder
         frame = frame.f_back
     return None
+
+
+# --- fine-tuning ---
+
+
+def optimizer_for_variable(optimizer, variable):
+    """The sub-optimizer a `keras.optimizers.MultiOptimizer` uses for
+    `variable` (tests check per-group rates with it).
+
+    `MultiOptimizer` (Keras 3.15) exposes its mapping only as the private
+    `_optimizer_map` callable.
+    """
+    return optimizer._optimizer_map(variable)
+
+
+def learning_rate_schedule(optimizer):
+    """The `LearningRateSchedule` behind `optimizer.learning_rate`, or the
+    float rate: the public property returns the current value only (Keras
+    3.0 through 3.15 keep the schedule in `_learning_rate`)."""
+    return optimizer._learning_rate

@@ -195,3 +195,22 @@ def _deserialize(schedule):
     if isinstance(schedule, dict):
         return keras.saving.deserialize_keras_object(schedule)
     return schedule
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Exponential(keras.optimizers.schedules.LearningRateSchedule):
+    """Grows geometrically from `start` to `end` in `steps`, then stays at
+    `end` (the learning-rate range test's sweep).
+
+    Example: `Exponential(1e-7, 10.0, 100)(50) == 1e-7 * 1e8**0.5`.
+    """
+
+    def __init__(self, start, end, steps):
+        self.start, self.end, self.steps = float(start), float(end), int(steps)
+
+    def __call__(self, step):
+        t = ops.clip(_step(step) / max(self.steps, 1), 0.0, 1.0)
+        return self.start * ops.exp(t * math.log(self.end / self.start))
+
+    def get_config(self):
+        return {"start": self.start, "end": self.end, "steps": self.steps}

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 import keras_hubkit as hk
+from keras_hubkit import _compat
 from keras_hubkit import errors
 from keras_hubkit.finetune import Stage
 from keras_hubkit.finetune import StagedFineTuner
@@ -131,7 +132,9 @@ def test_per_group_learning_rates_are_applied(image_model):
     optimizer = model.optimizer
     assert isinstance(optimizer, keras.optimizers.MultiOptimizer)
     groups = base.variable_groups()
-    rate = lambda v: float(optimizer._optimizer_map(v).learning_rate)  # noqa: E731
+    rate = lambda v: float(  # noqa: E731
+        _compat.optimizer_for_variable(optimizer, v).learning_rate
+    )
     assert rate(groups["block2"][0]) == pytest.approx(5e-3)
     assert rate(groups["block1"][0]) == pytest.approx(2.5e-3)
     assert rate(model.layers[-1].kernel) == pytest.approx(1e-2)
@@ -182,7 +185,9 @@ def test_schedule_shapes_the_rate(image_model):
     schedule = model.optimizer.learning_rate
     # 8 steps: it rises to the peak at 25% then anneals.
     assert float(model.optimizer.iterations) == 8
-    assert isinstance(model.optimizer._learning_rate, hk.schedules.Join)
+    assert isinstance(
+        _compat.learning_rate_schedule(model.optimizer), hk.schedules.Join
+    )
     assert float(schedule) == pytest.approx(1e-2 / 1e5, rel=1e-3)
 
 

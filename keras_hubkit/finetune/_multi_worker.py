@@ -61,6 +61,7 @@ def fit(
             )
         }
         if validation_data is not None:
+            callback_list.on_test_begin()
             logs["val_loss"] = _run_epoch(
                 val_step, strategy, validation_data, None, train=False
             )

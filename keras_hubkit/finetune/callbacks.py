@@ -1,7 +1,9 @@
-"""Run-level callbacks of the staged runner: NaN guard, best weights,
-atomic resumable backups."""
+"""Run-level callbacks of the staged runner: NaN guard, held statistics,
+best weights, atomic resumable backups. None of them has per-batch hooks,
+so the runner can run several steps per compiled call."""
 
 import json
+import logging
 import math
 import os
 import uuid
@@ -9,13 +11,19 @@ import uuid
 import keras
 import numpy as np
 
+logger = logging.getLogger(__name__)
+
+# File-name prefix of the state a rollback of the next stage returns to.
+SNAPSHOT = "stage_end"
+
 
 class NaNGuard(keras.callbacks.Callback):
     """Stops on a non-finite loss and puts back the last good weights.
 
     Good weights are the weights at the end of the last finite epoch (or at
-    the start of the run). The flag `stopped` tells the runner to skip the
-    remaining stages.
+    the start of the run). The epoch's mean loss is checked at its end: one
+    non-finite step makes it non-finite. The flag `stopped` tells the runner
+    to skip the remaining stages.
     """
 
     def __init__(self):
@@ -24,27 +32,53 @@ class NaNGuard(keras.callbacks.Callback):
         self._good = None
 
     def snapshot(self):
-        self._good = [np.array(w) for w in self.model.get_weights()]
+        self._good = self.model.get_weights()
 
     def on_train_begin(self, logs=None):
         if self._good is None:
             self.snapshot()
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.stopped = True
             self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.stopped:
             self.model.set_weights(self._good)
-            print(
-                f"\nStopped at epoch {epoch + 1}: the loss became NaN or "
-                "infinite. Kept the weights of the last good epoch."
+            logger.warning(
+                "Stopped at epoch %d: the loss became NaN or infinite. Kept "
+                "the weights of the last good epoch.",
+                epoch + 1,
             )
         else:
             self.snapshot()
+
+
+class HoldVariables(keras.callbacks.Callback):
+    """Keeps variables at their values from the start of training.
+
+    For the statistics of a SavedModel's frozen groups when the SavedModel
+    runs in training mode (it has one `training` flag): training steps
+    normalize with batch statistics and do not read the moving averages,
+    so putting them back before every validation, at every epoch end and at
+    the end of training makes evaluation, predictions, backups and saved
+    weights see the values the stage started with.
+    """
+
+    def __init__(self, variables):
+        super().__init__()
+        self.variables = list(variables)
+        self._values = None
+
+    def on_train_begin(self, logs=None):
+        self._values = [v.numpy() for v in self.variables]
+
+    def _restore(self, *args, **kwargs):
+        for variable, value in zip(self.variables, self._values or []):
+            variable.assign(value)
+
+    on_test_begin = _restore
+    on_epoch_end = _restore
+    on_train_end = _restore
 
 
 class BestWeights(keras.callbacks.Callback):
@@ -63,7 +97,7 @@ class BestWeights(keras.callbacks.Callback):
         self.path = path
         self.best = None
         self.best_epoch = None
-        self._sign = 1.0 if _minimize(monitor) else -1.0
+        self._sign = 1.0 if minimize(monitor) else -1.0
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -92,31 +126,67 @@ class Backup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.stopped:
             return
-        os.makedirs(self.directory, exist_ok=True)
-        atomic_save_weights(self.model, weights_path(self.directory))
-        optimizer_vars = [v.numpy() for v in self.model.optimizer.variables]
-        _atomic(
-            os.path.join(self.directory, "optimizer.npz"),
-            lambda p: np.savez(p, *optimizer_vars),
-            suffix=".npz",
+        save_backup(
+            self.model, self.directory, self.runner_state(epoch, logs or {})
         )
-        state = self.runner_state(epoch, logs or {})
-        _atomic(
-            state_path(self.directory),
-            lambda p: _write_json(p, state),
-        )
+
+
+def save_backup(model, directory, state):
+    """Weights, optimizer state, then the run's state (the commit point)."""
+    os.makedirs(directory, exist_ok=True)
+    atomic_save_weights(model, weights_path(directory))
+    _save_optimizer(model, directory, "")
+    _atomic(state_path(directory), lambda p: _write_json(p, state))
+
+
+def save_snapshot(model, directory, meta):
+    """The end of a stage: what a rollback of the next stage returns to."""
+    os.makedirs(directory, exist_ok=True)
+    atomic_save_weights(model, snapshot_weights_path(directory))
+    _save_optimizer(model, directory, SNAPSHOT)
+    _atomic(
+        os.path.join(directory, f"{SNAPSHOT}.json"),
+        lambda p: _write_json(p, meta),
+    )
+
+
+def load_snapshot_meta(directory):
+    path = os.path.join(directory, f"{SNAPSHOT}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def weights_path(directory):
     return os.path.join(directory, "backup.weights.h5")
 
 
+def snapshot_weights_path(directory):
+    return os.path.join(directory, f"{SNAPSHOT}.weights.h5")
+
+
 def state_path(directory):
     return os.path.join(directory, "state.json")
 
 
-def load_optimizer_values(directory):
-    path = os.path.join(directory, "optimizer.npz")
+def _optimizer_path(directory, prefix):
+    name = f"{prefix}_optimizer.npz" if prefix else "optimizer.npz"
+    return os.path.join(directory, name)
+
+
+def _save_optimizer(model, directory, prefix):
+    optimizer = getattr(model, "optimizer", None)
+    values = [v.numpy() for v in optimizer.variables] if optimizer else []
+    _atomic(
+        _optimizer_path(directory, prefix),
+        lambda p: np.savez(p, *values),
+        suffix=".npz",
+    )
+
+
+def load_optimizer_values(directory, prefix=""):
+    path = _optimizer_path(directory, prefix)
     if not os.path.exists(path):
         return None
     with np.load(path) as data:
@@ -142,7 +212,8 @@ def _write_json(path, data):
         json.dump(data, f, indent=1)
 
 
-def _minimize(monitor):
+def minimize(monitor):
+    """Whether lower is better for `monitor` (losses and errors)."""
     name = monitor.split("val_")[-1]
     return not any(
         k in name for k in ("acc", "auc", "precision", "recall", "f1")

@@ -10,16 +10,31 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_hubkit import _compat
 from keras_hubkit import errors
 from keras_hubkit import schedules
 from keras_hubkit.finetune import _multi_worker
 from keras_hubkit.finetune import callbacks as cb
 from keras_hubkit.finetune import groups as grouping
+from keras_hubkit.finetune.auto import AutoPlan
 from keras_hubkit.hub_layer import HubLayer
 
 logger = logging.getLogger(__name__)
 
 BN_POLICIES = ("frozen", "train")
+
+# Steps per compiled call when chosen automatically: enough to hide Keras's
+# per-call cost (~0.5 ms on CPU), small enough for a lively progress bar.
+AUTO_STEPS_PER_EXECUTION = 32
+
+_BATCH_HOOKS = (
+    "on_batch_begin",
+    "on_batch_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+)
 
 
 class StagedHistory(keras.callbacks.History):
@@ -29,8 +44,16 @@ class StagedHistory(keras.callbacks.History):
     Attributes:
         stage_lrs: per stage, the starting learning rate of each trained
             group (`"head"` and the base groups' names).
+        stage_values: per stage, the monitored validation value of the
+            weights the stage ended with (after any rollback), or None.
+        rollbacks: the stages that were rolled back, each a dict with
+            `stage`, `name`, `value` (what the stage reached) and
+            `reference` (what the stage before had).
         stopped_on_nan: whether a non-finite loss ended the run.
         best_epoch / best_value: the best monitored epoch of the run.
+        auto_depth: with an `AutoPlan`, how many top groups stayed
+            unfrozen in the kept stages (0: the head alone).
+        lr_find: the `LRFindResult` when `fine_tune(base_lr="find")` ran.
     """
 
     def __init__(self):
@@ -38,9 +61,24 @@ class StagedHistory(keras.callbacks.History):
         self.history = {"stage": []}
         self.epoch = []
         self.stage_lrs = []
+        self.stage_values = []
+        self.rollbacks = []
         self.stopped_on_nan = False
         self.best_epoch = None
         self.best_value = None
+        self.auto_depth = None
+        self.lr_find = None
+
+
+class _Snapshot:
+    """What a rollback restores: the weights (BatchNorm statistics
+    included) and optimizer state at the end of the last kept stage."""
+
+    def __init__(self, weights, optimizer_values, optimizer_stage, value):
+        self.weights = weights
+        self.optimizer_values = optimizer_values
+        self.optimizer_stage = optimizer_stage
+        self.value = value
 
 
 class StagedFineTuner:
@@ -51,23 +89,42 @@ class StagedFineTuner:
     Args:
         model: a Keras model, e.g. `Sequential([HubLayer(...), Dense(n)])`
             or a `keras.applications` backbone plus a head.
-        stages: a list of `hk.finetune.Stage`.
-        loss: the loss (as for `model.compile`).
-        metrics: metrics (as for `model.compile`).
+        stages: a list of `hk.finetune.Stage`, or an `hk.finetune.AutoPlan`
+            (how deep to unfreeze is chosen from validation results).
+        loss: the loss (as for `model.compile`); default: the loss the
+            model was compiled with.
+        metrics: metrics (as for `model.compile`); default: the metrics the
+            model was compiled with, if `loss` is not given either.
         bn_policy: `"frozen"` (default): every `BatchNormalization` stays in
             inference mode with fixed statistics, and trainable `HubLayer`s
             call their SavedModel with `training=False` (the whole
             SavedModel's mode: its dropout is off too). `"train"`: batch
-            norm layers train with their group.
+            norm layers train with their group; a SavedModel runs in
+            training mode while any of its groups trains, and the moving
+            statistics of its groups that are still frozen are held (put
+            back before every validation, at every epoch end and at the end
+            of the stage).
         base: the pretrained layers (default: every `HubLayer` and nested
             model); all other layers with weights form the head.
-        monitor: the metric for early stopping and the best checkpoint
-            (default `"val_loss"` with validation data, else `"loss"`).
+        monitor: the metric for early stopping, rollback and the best
+            checkpoint (default `"val_loss"` with validation data, else
+            `"loss"`).
+        rollback: with validation data, a stage that ends worse on
+            `monitor` than the stage before it is undone: weights, batch
+            norm statistics, optimizer state and trainability go back to
+            the end of the previous stage, bit for bit, and the run goes on
+            with the next stage (`history.rollbacks` lists them). The first
+            stage is never rolled back. Default True.
+        steps_per_execution: training steps per compiled call. `"auto"`
+            (default): several steps per call when the number of steps per
+            epoch is known and no callback has per-batch hooks (results
+            are the same as one step per call); else 1.
         checkpoint_path: where to keep the run's best weights
             (`.weights.h5`).
-        backup_dir: where to write a resumable backup after each epoch. A
-            run restarted with the same folder continues after the last
-            completed epoch (stage, learning rate and weights included).
+        backup_dir: where to write a resumable backup after each epoch and
+            each stage. A run restarted with the same folder continues
+            after the last completed epoch (stage, learning rate, weights
+            and rollback state included).
         compile_kwargs: more `model.compile` arguments.
 
     Example:
@@ -88,32 +145,48 @@ class StagedFineTuner:
         model,
         stages,
         *,
-        loss,
+        loss=None,
         metrics=None,
         bn_policy="frozen",
         base=None,
         monitor=None,
+        rollback=True,
+        steps_per_execution="auto",
         checkpoint_path=None,
         backup_dir=None,
         compile_kwargs=None,
     ):
-        if not stages:
+        self.auto_plan = stages if isinstance(stages, AutoPlan) else None
+        if self.auto_plan is None and not stages:
             raise errors.StagePlanError("A plan needs at least one Stage.")
         if bn_policy not in BN_POLICIES:
             raise errors.StagePlanError(
                 f"bn_policy must be one of {BN_POLICIES}. Received: "
                 f"{bn_policy!r}."
             )
+        if steps_per_execution != "auto" and (
+            not isinstance(steps_per_execution, int) or steps_per_execution < 1
+        ):
+            raise errors.StagePlanError(
+                "steps_per_execution must be 'auto' or a positive int. "
+                f"Received: {steps_per_execution!r}."
+            )
         self.model = model
-        self.stages = list(stages)
-        self.loss = loss
-        self.metrics = metrics
+        self.stages = [] if self.auto_plan else list(stages)
+        self.compile_kwargs = dict(compile_kwargs or {})
+        self.loss, self.metrics = _loss_and_metrics(
+            model, loss, metrics, self.compile_kwargs
+        )
         self.bn_policy = bn_policy
         self.base = base
         self.monitor = monitor
+        self.rollback = rollback
+        self.steps_per_execution = steps_per_execution
         self.checkpoint_path = checkpoint_path
         self.backup_dir = backup_dir
-        self.compile_kwargs = dict(compile_kwargs or {})
+        self._held = []
+        self._outcomes = []
+        self._optimizer_stage = None
 
     # ---------------------------------------------------------------- run
     def run(
@@ -134,7 +207,8 @@ class StagedFineTuner:
         Args:
             x: training data, as for `model.fit`.
             y: targets, as for `model.fit`.
-            validation_data: as for `model.fit`.
+            validation_data: as for `model.fit`; turns on the rollback of
+                stages that make the validation metric worse.
             batch_size: as for `model.fit`.
             steps_per_epoch: as for `model.fit` (also sizes schedules).
             callbacks: callbacks for every stage.
@@ -142,63 +216,145 @@ class StagedFineTuner:
             initial_epoch: start here, in the stage that holds this epoch
                 (Hyperband continues promoted trials part-way).
             **fit_kwargs: more `model.fit` arguments.
+
+        Returns:
+            A `StagedHistory`.
+
+        Raises:
+            StagePlanError: an `AutoPlan` without validation data, or a
+                backup written by another plan.
         """
-        monitor = self.monitor or ("val_loss" if validation_data else "loss")
+        monitor = self.monitor or (
+            "val_loss" if validation_data is not None else "loss"
+        )
+        if self.auto_plan is not None and validation_data is None:
+            raise errors.StagePlanError(
+                "An AutoPlan chooses how deep to unfreeze from validation "
+                "results. Received: validation_data=None. Pass "
+                "validation_data=(x_val, y_val), or a list of Stages."
+            )
+        guarded = bool(
+            self.rollback
+            and validation_data is not None
+            and monitor.startswith("val_")
+        )
         history = StagedHistory()
         guard = cb.NaNGuard()
         best = cb.BestWeights(monitor, self.checkpoint_path)
         steps = steps_per_epoch or _steps_per_epoch(x, batch_size)
-        start_stage, start_epoch = self._resume(history)
-        if not start_epoch and initial_epoch:
+        self._steps_per_execution = self._choose_steps_per_execution(
+            steps, callbacks
+        )
+        start_stage, start_epoch, snapshot = self._resume(history, guarded)
+        if not start_epoch and initial_epoch and self.auto_plan is None:
             start_stage, start_epoch = (
                 self._stage_at(initial_epoch),
                 initial_epoch,
             )
         first_epoch = sum(s.epochs for s in self.stages[:start_stage])
-        for index in range(start_stage, len(self.stages)):
-            stage = self.stages[index]
+        index = start_stage
+        while (stage := self._stage(index)) is not None:
             end_epoch = first_epoch + stage.epochs
-            resume_optimizer = (
-                index == start_stage and start_epoch > first_epoch
+            resumed = index == start_stage and start_epoch > first_epoch
+            if guarded and index > 0 and snapshot is None:
+                snapshot = self._snapshot(
+                    history.stage_values[-1] if history.stage_values else None
+                )
+            self._prepare_stage(index, stage, steps, history, resumed)
+            early = _early_stopping(stage, monitor)
+            logger.info(
+                "Stage %d%s: %s",
+                index + 1,
+                f"/{len(self.stages)}" if self.auto_plan is None else "",
+                _describe(stage),
             )
-            self._prepare_stage(index, stage, steps, history, resume_optimizer)
-            stage_callbacks = self._stage_callbacks(
-                index, stage, monitor, history, guard, best, callbacks
+            self._fit(
+                x,
+                y,
+                validation_data=validation_data,
+                batch_size=batch_size,
+                steps_per_epoch=steps_per_epoch,
+                initial_epoch=max(start_epoch, first_epoch),
+                epochs=end_epoch,
+                callbacks=self._stage_callbacks(
+                    index, stage, history, guard, best, callbacks, early
+                ),
+                verbose=verbose,
+                **fit_kwargs,
             )
-            if verbose:
-                print(
-                    f"Stage {index + 1}/{len(self.stages)}: {_describe(stage)}"
-                )
-            if _multi_worker.is_multi_worker(self.model.distribute_strategy):
-                _multi_worker.fit(
-                    self.model,
-                    x,
-                    initial_epoch=max(start_epoch, first_epoch),
-                    epochs=end_epoch,
-                    callbacks=stage_callbacks,
-                    validation_data=validation_data,
-                    verbose=0 if verbose == "auto" else verbose,
-                )
-            else:
-                self.model.fit(
-                    x,
-                    y,
-                    validation_data=validation_data,
-                    batch_size=batch_size,
-                    steps_per_epoch=steps_per_epoch,
-                    initial_epoch=max(start_epoch, first_epoch),
-                    epochs=end_epoch,
-                    callbacks=stage_callbacks,
-                    verbose=verbose,
-                    **fit_kwargs,
-                )
-            first_epoch = end_epoch
+            value = _end_value(early, history, index, monitor)
+            kept = not (
+                guarded
+                and snapshot is not None
+                and (guard.stopped or _worse(value, snapshot.value, monitor))
+            )
+            if not kept:
+                self._roll_back(index, stage, snapshot, value, steps, history)
+                value = snapshot.value
+            history.stage_values.append(value if guarded else None)
+            self._outcomes.append(kept)
+            first_epoch, snapshot = end_epoch, None
             if guard.stopped:
                 history.stopped_on_nan = True
                 break
+            if self.backup_dir:
+                self._write_stage_end(index, end_epoch, history)
+            index += 1
         history.best_epoch, history.best_value = best.best_epoch, best.best
+        if self.auto_plan is not None:
+            history.auto_depth = self.auto_plan.chosen_depth(
+                self.stages, self._outcomes
+            )
         history.set_model(self.model)
         return history
+
+    def _fit(self, x, y, *, callbacks, verbose, **kwargs):
+        if _multi_worker.is_multi_worker(self.model.distribute_strategy):
+            _multi_worker.fit(
+                self.model,
+                x,
+                initial_epoch=kwargs["initial_epoch"],
+                epochs=kwargs["epochs"],
+                callbacks=callbacks,
+                validation_data=kwargs["validation_data"],
+                verbose=0 if verbose == "auto" else verbose,
+            )
+        else:
+            self.model.fit(x, y, callbacks=callbacks, verbose=verbose, **kwargs)
+
+    def _stage(self, index):
+        """Stage `index` of the plan (an `AutoPlan` makes it on demand from
+        the outcomes so far); None after the last one."""
+        if self.auto_plan is None:
+            return self.stages[index] if index < len(self.stages) else None
+        while len(self.stages) <= index:
+            n_groups = len(grouping.base_groups(self.model, self.base))
+            stage = self.auto_plan.next_stage(
+                self.stages, self._outcomes, n_groups
+            )
+            if stage is None:
+                return None
+            self.stages.append(stage)
+        return self.stages[index]
+
+    def _choose_steps_per_execution(self, steps, callbacks):
+        if "steps_per_execution" in self.compile_kwargs:
+            return self.compile_kwargs["steps_per_execution"]
+        if self.steps_per_execution != "auto":
+            return self.steps_per_execution
+        if not steps:
+            return 1
+        found = list(callbacks or []) + [
+            c for s in self.stages for c in s.callbacks
+        ]
+        hooked = [c for c in found if _has_batch_hooks(c)]
+        if hooked:
+            logger.debug(
+                "One step per call: %s run per-batch hooks.",
+                [type(c).__name__ for c in hooked],
+            )
+            return 1
+        return min(steps, AUTO_STEPS_PER_EXECUTION)
 
     # -------------------------------------------------------- trainability
     def _prepare_stage(self, index, stage, steps, history, resume_optimizer):
@@ -206,8 +362,13 @@ class StagedFineTuner:
         chosen = grouping.select(groups, stage.unfreeze)
         self._set_trainable(chosen)
         rates = self._group_rates(stage, chosen)
-        history.stage_lrs.append({k: _start(v) for k, v in rates.items()})
+        if history is not None:
+            history.stage_lrs.append({k: _start(v) for k, v in rates.items()})
         total = steps * stage.epochs if steps else None
+        kwargs = dict(self.compile_kwargs)
+        kwargs["steps_per_execution"] = getattr(
+            self, "_steps_per_execution", kwargs.get("steps_per_execution", 1)
+        )
         with self.model.distribute_strategy.scope():
             # Keras optimizers bind to the strategy active at creation.
             optimizer = self._optimizer(stage, chosen, rates, total)
@@ -215,10 +376,13 @@ class StagedFineTuner:
                 optimizer=optimizer,
                 loss=self.loss,
                 metrics=self.metrics,
-                **self.compile_kwargs,
+                **kwargs,
             )
+        self._optimizer_stage = index
         if resume_optimizer:
-            self._restore_optimizer()
+            self._assign_optimizer(
+                cb.load_optimizer_values(self._backup_folder())
+            )
 
     def _set_trainable(self, chosen):
         base = (
@@ -228,6 +392,7 @@ class StagedFineTuner:
         )
         chosen_ids = {id(v) for g in chosen for v in g.variables}
         chosen_layers = {id(g.layer) for g in chosen}
+        self._held = []
         for layer in base:
             if isinstance(layer, HubLayer):
                 self._set_hub_layer(layer, chosen, chosen_ids)
@@ -238,7 +403,7 @@ class StagedFineTuner:
         for layer in grouping.head_layers(self.model, base):
             layer.trainable = True
         if self.bn_policy == "frozen":
-            for layer in _all_layers(self.model):
+            for layer in _compat.all_sublayers(self.model):
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False
 
@@ -253,6 +418,10 @@ class StagedFineTuner:
         layer.trainable = True
         layer.set_trainable_patterns([f"^{re.escape(n)}$" for n in names])
         layer.inference_only = self.bn_policy == "frozen"
+        if not layer.inference_only:
+            # One training flag for the whole SavedModel: its frozen groups'
+            # statistics move too, so they are held (see HoldVariables).
+            self._held += [v for v in layer.weights if id(v) not in chosen_ids]
 
     # ------------------------------------------------------ learning rates
     def _group_rates(self, stage, chosen):
@@ -274,12 +443,14 @@ class StagedFineTuner:
                 rates[name] = _scale(stage.lr, stage.layer_decay**depth)
             else:
                 rates[name] = stage.lr
-        for pattern, lr in (stage.group_lrs or {}).items():
-            matched = [n for n in rates if re.search(pattern, n)]
+        for key, lr in (stage.group_lrs or {}).items():
+            matched = _match_groups(key, rates)
             if not matched:
                 raise errors.StagePlanError(
-                    f"group_lrs key {pattern!r} matches no trained group. "
-                    f"Trained groups: {list(rates)}."
+                    f"group_lrs keys name whole trained groups (or are "
+                    f"regular expressions: re.compile(...) or 're:...'). "
+                    f"Received: {key!r}, which matches none of {list(rates)}."
+                    " Use one of these names."
                 )
             for name in matched:
                 rates[name] = lr
@@ -305,20 +476,61 @@ class StagedFineTuner:
             keras.optimizers.OptimizerMap(optimizers["head"], variable_map)
         )
 
+    def _assign_optimizer(self, values):
+        optimizer = self.model.optimizer
+        with self.model.distribute_strategy.scope():
+            optimizer.build(self.model.trainable_variables)
+        if values is not None and len(values) == len(optimizer.variables):
+            for variable, value in zip(optimizer.variables, values):
+                variable.assign(value)
+
+    # ------------------------------------------------------------ rollback
+    def _snapshot(self, value):
+        optimizer = getattr(self.model, "optimizer", None)
+        return _Snapshot(
+            self.model.get_weights(),
+            [v.numpy() for v in optimizer.variables] if optimizer else None,
+            self._optimizer_stage,
+            value,
+        )
+
+    def _roll_back(self, index, stage, snapshot, value, steps, history):
+        self.model.set_weights(snapshot.weights)
+        previous = snapshot.optimizer_stage
+        if previous is not None:
+            self._prepare_stage(
+                previous, self.stages[previous], steps, None, False
+            )
+            self._assign_optimizer(snapshot.optimizer_values)
+        history.rollbacks.append(
+            {
+                "stage": index,
+                "name": stage.name,
+                "value": value,
+                "reference": snapshot.value,
+            }
+        )
+        logger.warning(
+            "Stage %d (%s) ended with %s, worse than %s after the stage "
+            "before it: rolled back to the weights, statistics and optimizer "
+            "state the stage started from.",
+            index + 1,
+            stage.name or _describe(stage),
+            value,
+            snapshot.value,
+        )
+
     # ------------------------------------------------------------ callbacks
     def _stage_callbacks(
-        self, index, stage, monitor, history, guard, best, extra
+        self, index, stage, history, guard, best, extra, early
     ):
-        recorder = _Recorder(history, index)
-        found = [recorder, guard, best, *(extra or []), *stage.callbacks]
-        if stage.early_stopping is not None:
-            found.append(
-                keras.callbacks.EarlyStopping(
-                    monitor=monitor,
-                    patience=stage.early_stopping,
-                    restore_best_weights=True,
-                )
-            )
+        found = [_Recorder(history, index), guard, best]
+        if self._held:
+            # First, so that every later callback sees the held values.
+            found.insert(0, cb.HoldVariables(self._held))
+        found += [*(extra or []), *stage.callbacks]
+        if early is not None:
+            found.append(early)
         if self.backup_dir:
             found.append(
                 cb.Backup(
@@ -336,38 +548,95 @@ class StagedFineTuner:
             return self.backup_dir
         return os.path.join(self.backup_dir, f"{task[0]}_{task[1]}")
 
-    def _state(self, epoch, index, history):
+    def _state(self, epoch, stage, history):
+        """The run's position: `stage` is the stage to (re-)enter."""
         return {
             "completed_epochs": epoch + 1,
-            "stage": index,
+            "stage": stage,
             "plan": [s.to_dict() for s in self.stages],
+            "auto": self.auto_plan.to_dict() if self.auto_plan else None,
             "history": history.history,
+            "epoch": history.epoch,
             "stage_lrs": history.stage_lrs,
+            "stage_values": history.stage_values,
+            "rollbacks": history.rollbacks,
+            "outcomes": self._outcomes,
         }
 
-    def _resume(self, history):
+    def _write_stage_end(self, index, end_epoch, history):
+        """After a stage (early stopping and rollback done): the backup says
+        the stage is finished, and keeps the state a rollback of the next
+        stage returns to."""
+        folder = self._backup_folder()
+        value = history.stage_values[-1]
+        cb.save_snapshot(
+            self.model,
+            folder,
+            {
+                "index": index,
+                "optimizer_stage": self._optimizer_stage,
+                "value": value,
+            },
+        )
+        cb.save_backup(
+            self.model, folder, self._state(end_epoch - 1, index + 1, history)
+        )
+
+    def _resume(self, history, guarded):
         if not self.backup_dir:
-            return 0, 0
-        state_file = cb.state_path(self._backup_folder())
+            return 0, 0, None
+        folder = self._backup_folder()
+        state_file = cb.state_path(folder)
         if not os.path.exists(state_file):
-            return 0, 0
+            return 0, 0, None
         with open(state_file) as f:
             state = json.load(f)
-        plan = [s.to_dict() for s in self.stages]
-        if state["plan"] != plan:
-            raise errors.StagePlanError(
-                f"The backup in {self.backup_dir!r} was written by another "
-                "plan. Use a new backup_dir, or delete this one to start "
-                "over."
-            )
-        self.model.load_weights(cb.weights_path(self._backup_folder()))
+        stage = state["stage"]
+        self._outcomes = list(state.get("outcomes", []))[:stage]
+        self._check_plan(state)
+        snapshot = None
+        if guarded and stage > 0:
+            snapshot = self._load_snapshot(folder, stage - 1)
+        self.model.load_weights(cb.weights_path(folder))
         done = state["completed_epochs"]
         history.history = state["history"]
-        history.epoch = list(range(done))
-        history.stage_lrs = state["stage_lrs"][: state["stage"]]
-        stage = self._stage_at(done)
-        print(f"Resuming after epoch {done} (stage {stage + 1}).")
-        return stage, done
+        history.epoch = list(state.get("epoch", range(done)))
+        history.stage_lrs = state["stage_lrs"][:stage]
+        history.stage_values = list(state.get("stage_values", []))[:stage]
+        history.rollbacks = [
+            r for r in state.get("rollbacks", []) if r["stage"] < stage
+        ]
+        logger.info("Resuming after epoch %d (stage %d).", done, stage + 1)
+        return stage, done, snapshot
+
+    def _check_plan(self, state):
+        refused = errors.StagePlanError(
+            f"The backup in {self.backup_dir!r} was written by another "
+            "plan. Use a new backup_dir, or delete this one to start over."
+        )
+        if self.auto_plan is None:
+            if state["plan"] != [s.to_dict() for s in self.stages]:
+                raise refused
+            return
+        if state.get("auto") != self.auto_plan.to_dict():
+            raise refused
+        for i, saved in enumerate(state["plan"]):
+            # Replays the plan's choices from the saved outcomes.
+            made = self._stage(i)
+            if made is None or made.to_dict() != saved:
+                raise refused
+
+    def _load_snapshot(self, folder, index):
+        meta = cb.load_snapshot_meta(folder)
+        if meta is None or meta["index"] != index:
+            return None
+        self.model.load_weights(cb.snapshot_weights_path(folder))
+        return _Snapshot(
+            self.model.get_weights(),
+            cb.load_optimizer_values(folder, cb.SNAPSHOT),
+            meta["optimizer_stage"],
+            meta["value"],
+        )
 
     def _stage_at(self, epoch):
         """The index of the stage that trains `epoch` (0-based)."""
@@ -382,18 +651,9 @@ class StagedFineTuner:
         """Sets trainability (and the BatchNorm policy) as stage `index`
         does, without training: e.g. to rebuild a model as it was at the
         end of a run."""
-        stage = self.stages[index]
+        stage = self._stage(index) if index >= 0 else self.stages[index]
         groups = grouping.base_groups(self.model, self.base)
         self._set_trainable(grouping.select(groups, stage.unfreeze))
-
-    def _restore_optimizer(self):
-        values = cb.load_optimizer_values(self._backup_folder())
-        optimizer = self.model.optimizer
-        with self.model.distribute_strategy.scope():
-            optimizer.build(self.model.trainable_variables)
-        if values is not None and len(values) == len(optimizer.variables):
-            for variable, value in zip(optimizer.variables, values):
-                variable.assign(value)
 
 
 def fine_tune(
@@ -402,35 +662,49 @@ def fine_tune(
     y=None,
     *,
     epochs=3,
-    loss,
+    loss=None,
     metrics=None,
     base_lr=2e-3,
     freeze_epochs=1,
     lr_mult=100,
+    plan="fastai",
     validation_data=None,
     batch_size=None,
+    callbacks=None,
+    verbose="auto",
+    rollback=True,
     **kwargs,
 ):
     """Fine-tunes with fastai's defaults, for users who do not want a plan.
 
-    Stage 1 trains the head for `freeze_epochs` with a one-cycle rate
-    peaking at `base_lr`; stage 2 unfreezes everything for `epochs` with
-    rates spread geometrically from `base_lr / 2 / lr_mult` (lowest group)
-    to `base_lr / 2` (head), one-cycle (`div=5`, `pct_start=0.3`).
-    BatchNorm statistics stay frozen.
+    `plan="fastai"` (default): stage 1 trains the head for `freeze_epochs`
+    with a one-cycle rate peaking at `base_lr`; stage 2 unfreezes everything
+    for `epochs` with rates spread geometrically from
+    `base_lr / 2 / lr_mult` (lowest group) to `base_lr / 2` (head),
+    one-cycle (`div=5`, `pct_start=0.3`). `plan="auto"`: an `AutoPlan`
+    with a budget of `freeze_epochs + epochs` epochs chooses how deep to
+    unfreeze from validation results. BatchNorm statistics stay frozen.
+    With validation data, a stage that makes the validation metric worse
+    is rolled back (`rollback=False` turns this off).
 
     Args:
         model: a Keras model with a pretrained base (`HubLayer`...).
         x: training data, as for `model.fit`.
         y: targets, as for `model.fit`.
-        epochs: epochs of the unfrozen stage.
-        loss: as for `model.compile`.
-        metrics: as for `model.compile`.
-        base_lr: the head's peak rate in stage 1.
+        epochs: epochs of the unfrozen stage (or the rest of the budget).
+        loss: as for `model.compile`; default: the compiled model's.
+        metrics: as for `model.compile`; default: the compiled model's.
+        base_lr: the head's peak rate in stage 1, or `"find"`: the
+            suggestion of `hk.finetune.lr_find` run on the head-only stage
+            (the result is `history.lr_find`).
         freeze_epochs: epochs of the head-only stage.
         lr_mult: the ratio between the head's and the lowest group's rate.
+        plan: `"fastai"` or `"auto"` (needs `validation_data`).
         validation_data: as for `model.fit`.
         batch_size: as for `model.fit`.
+        callbacks: Keras callbacks for every stage.
+        verbose: as for `model.fit`.
+        rollback: undo stages that end worse on validation.
         **kwargs: more `StagedFineTuner` arguments.
 
     Returns:
@@ -443,6 +717,47 @@ def fine_tune(
                                     loss="sparse_categorical_crossentropy")
     ```
     """
+    if plan not in ("fastai", "auto"):
+        raise errors.StagePlanError(
+            f"plan must be 'fastai' or 'auto'. Received: plan={plan!r}."
+        )
+    found = None
+    if base_lr == "find":
+        found = _find_base_lr(
+            model, x, y, loss, metrics, batch_size, kwargs.get("base")
+        )
+        base_lr = found.suggestion
+    elif not isinstance(base_lr, (int, float)) or base_lr <= 0:
+        raise errors.StagePlanError(
+            "base_lr must be a positive number or 'find'. Received: "
+            f"base_lr={base_lr!r}."
+        )
+    if plan == "auto":
+        stages = AutoPlan(
+            epochs=freeze_epochs + epochs,
+            head_epochs=freeze_epochs,
+            lr=base_lr,
+            lr_mult=lr_mult,
+        )
+    else:
+        stages = _fastai_plan(epochs, base_lr, freeze_epochs, lr_mult)
+    runner = StagedFineTuner(
+        model, stages, loss=loss, metrics=metrics, rollback=rollback, **kwargs
+    )
+    history = runner.run(
+        x,
+        y,
+        validation_data=validation_data,
+        batch_size=batch_size,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    history.lr_find = found
+    return history
+
+
+def _fastai_plan(epochs, base_lr, freeze_epochs, lr_mult):
+    from keras_hubkit.finetune.stage import Stage
 
     def head_cycle(lr, n):
         return schedules.one_cycle(lr, n, pct_start=0.99)
@@ -451,34 +766,33 @@ def fine_tune(
         return schedules.one_cycle(lr, n, div=5.0, pct_start=0.3)
 
     half = base_lr / 2
-    plan = [
-        _stage(freeze_epochs, "head", base_lr, head_cycle, "head"),
-        _stage(
+    return [
+        Stage(freeze_epochs, "head", base_lr, head_cycle, name="head"),
+        Stage(
             epochs,
             "all",
             half,
             body_cycle,
-            "all",
             lr_range=(half / lr_mult, half),
+            name="all",
         ),
     ]
-    runner = StagedFineTuner(model, plan, loss=loss, metrics=metrics, **kwargs)
-    return runner.run(
-        x, y, validation_data=validation_data, batch_size=batch_size
-    )
 
 
-def _stage(epochs, unfreeze, lr, schedule, name, **kwargs):
+def _find_base_lr(model, x, y, loss, metrics, batch_size, base):
+    """lr_find on the head-only stage's trainability."""
+    from keras_hubkit.finetune import lr_finder
     from keras_hubkit.finetune.stage import Stage
 
-    return Stage(
-        epochs=epochs,
-        unfreeze=unfreeze,
-        lr=lr,
-        schedule=schedule,
-        name=name,
-        **kwargs,
+    runner = StagedFineTuner(
+        model, [Stage(1)], loss=loss, metrics=metrics, base=base
     )
+    runner.apply_trainability(0)
+    result = lr_finder.lr_find(
+        model, x, y, loss=runner.loss, batch_size=batch_size or 32
+    )
+    logger.info("lr_find suggests base_lr=%.3g.", result.suggestion)
+    return result
 
 
 class _Recorder(keras.callbacks.Callback):
@@ -499,6 +813,84 @@ class _Recorder(keras.callbacks.Callback):
             series.append(float(value))
 
 
+def _loss_and_metrics(model, loss, metrics, compile_kwargs):
+    """`loss`/`metrics`, or those the model was compiled with."""
+    if loss is not None:
+        return loss, metrics
+    if not getattr(model, "compiled", False) or model.loss is None:
+        raise errors.StagePlanError(
+            "Fine-tuning needs a loss. Received: loss=None and a model that "
+            "was not compiled with one. Pass loss=..., or compile the model "
+            "first."
+        )
+    config = model.get_compile_config() or {}
+    for key in ("loss_weights", "weighted_metrics", "jit_compile"):
+        if config.get(key) is not None:
+            compile_kwargs.setdefault(key, _deserialize_metrics(config[key]))
+    if metrics is None:
+        metrics = _deserialize_metrics(config.get("metrics"))
+    return model.loss, metrics
+
+
+def _deserialize_metrics(value):
+    if isinstance(value, dict) and "class_name" in value:
+        return keras.metrics.deserialize(value)
+    if isinstance(value, (list, tuple)):
+        return [_deserialize_metrics(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _deserialize_metrics(v) for k, v in value.items()}
+    return value
+
+
+def _early_stopping(stage, monitor):
+    if stage.early_stopping is None:
+        return None
+    return keras.callbacks.EarlyStopping(
+        monitor=monitor,
+        patience=stage.early_stopping,
+        restore_best_weights=True,
+    )
+
+
+def _end_value(early, history, index, monitor):
+    """The monitored value of the weights stage `index` ended with."""
+    if early is not None and early.best_weights is not None:
+        return float(early.best)
+    series = zip(history.history.get(monitor, []), history.history["stage"])
+    values = [v for v, s in series if s == index]
+    return float(values[-1]) if values else None
+
+
+def _worse(value, reference, monitor):
+    if reference is None or not math.isfinite(reference):
+        return False
+    if value is None or not math.isfinite(value):
+        return True
+    if cb.minimize(monitor):
+        return value > reference
+    return value < reference
+
+
+def _match_groups(key, rates):
+    """Group names a `group_lrs` key selects: the whole name, or a regular
+    expression when asked for (`re.compile(...)`, or a `"re:"` prefix)."""
+    if isinstance(key, str) and key.startswith("re:"):
+        key = re.compile(key[3:])
+    if isinstance(key, re.Pattern):
+        return [name for name in rates if key.fullmatch(name)]
+    return [key] if key in rates else []
+
+
+def _has_batch_hooks(callback):
+    """Whether a callback overrides a per-batch hook (it would be called
+    less often with several steps per execution)."""
+    return any(
+        getattr(type(callback), hook, None)
+        is not getattr(keras.callbacks.Callback, hook)
+        for hook in _BATCH_HOOKS
+    )
+
+
 def _set_nested(model, chosen_layers):
     model.trainable = True
     for layer in model.layers:
@@ -506,10 +898,6 @@ def _set_nested(model, chosen_layers):
             _set_nested(layer, chosen_layers)
         else:
             layer.trainable = id(layer) in chosen_layers
-
-
-def _all_layers(model):
-    return [model, *model._flatten_layers(include_self=False)]
 
 
 def _steps_per_epoch(x, batch_size):

@@ -1,6 +1,7 @@
 """`Stage`: one step of a fine-tuning plan, as plain data."""
 
 import dataclasses
+import re
 
 import keras
 
@@ -32,8 +33,12 @@ class Stage:
             `"cosine"`, `"warmup_cosine"`, `"one_cycle"`,
             `"slanted_triangular"`, or a function
             `(lr, total_steps) -> LearningRateSchedule`.
-        group_lrs: explicit rates, `{regex over group names: lr}`; the key
-            `"head"` sets the head's rate.
+        group_lrs: explicit rates, `{group name: lr}`. A key names one
+            whole group (`"head"` is the head; a SavedModel group is
+            `"<layer>/<group>"`, e.g. `"base/head"`); a regular expression
+            only when asked for: a `re.compile(...)` key or a string
+            starting with `"re:"`, matched against whole names
+            (`re.fullmatch`).
         lr_range: `(low, high)`: geometric rates from the lowest unfrozen
             group (`low`) up to the head (`high`), like fastai's `slice`.
         layer_decay: the head trains at `lr`, the group below at
@@ -107,6 +112,11 @@ class Stage:
         data = dataclasses.asdict(self)
         for key in ("optimizer", "callbacks"):
             data.pop(key)
+        if self.group_lrs:
+            data["group_lrs"] = {
+                f"re:{k.pattern}" if isinstance(k, re.Pattern) else k: v
+                for k, v in self.group_lrs.items()
+            }
         if not isinstance(self.schedule, str):
             data["schedule"] = getattr(self.schedule, "__name__", "custom")
         if isinstance(self.lr, keras.optimizers.schedules.LearningRateSchedule):

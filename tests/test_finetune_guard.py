@@ -1,0 +1,444 @@
+"""Fine-tuning that never ends worse than the stage before: rollback, the
+auto plan, resume after early stopping, whole-name group rates, held
+statistics, lr_find, steps per execution, Keras-citizen `fine_tune`."""
+
+import itertools
+import json
+import logging
+import os
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_hubkit as hk
+from keras_hubkit import _compat
+from keras_hubkit import errors
+from keras_hubkit.finetune import AutoPlan
+from keras_hubkit.finetune import Stage
+from keras_hubkit.finetune import StagedFineTuner
+
+SCE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _sgd(lr):
+    return keras.optimizers.SGD(lr)
+
+
+def _data(n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 8, 8, 3), "float32"), np.arange(n) % 3
+
+
+def _model(handle, seed=1):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            hk.HubLayer(handle, name="base"),
+            keras.layers.Dense(3, name="head"),
+        ]
+    )
+
+
+def _weights(model):
+    return [w.numpy().copy() for w in model.weights]
+
+
+def _assert_same(got, want):
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+class _Keep(keras.callbacks.Callback):
+    """Records weights, optimizer state and trainable set at stage end."""
+
+    def __init__(self, store):
+        super().__init__()
+        self.store = store
+
+    def on_train_end(self, logs=None):
+        self.store["weights"] = _weights(self.model)
+        self.store["optimizer"] = [
+            v.numpy().copy() for v in self.model.optimizer.variables
+        ]
+        self.store["trainable"] = [
+            v.path for v in self.model.trainable_variables
+        ]
+
+
+class EfficientNetLike(tf.train.Checkpoint):
+    """Variables named like a TF Hub EfficientNet's: `<model>/stem/...`,
+    `<model>/blocks_0/...`, `<model>/head/...`."""
+
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(3)
+
+        def var(shape, name):
+            return tf.Variable(
+                rng.normal(0, 0.3, shape).astype("float32"), name=name
+            )
+
+        self.stem = var((3, 4), "efficientnet/stem/conv2d/kernel")
+        self.block = var((4, 4), "efficientnet/blocks_0/conv2d/kernel")
+        self.top = var((4, 4), "efficientnet/head/conv2d/kernel")
+        self.variables = [self.stem, self.block, self.top]
+        self.trainable_variables = list(self.variables)
+        self.regularization_losses = []
+
+    @tf.function
+    def __call__(self, x, training=False):
+        h = tf.reduce_mean(x, axis=[1, 2])
+        for kernel in (self.stem, self.block, self.top):
+            h = tf.nn.relu(tf.matmul(h, kernel))
+        return h
+
+
+@pytest.fixture(scope="module")
+def efficientnet_like(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("effnet") / "model")
+    model = EfficientNetLike()
+    for training in (True, False):
+        model.__call__.get_concrete_function(
+            tf.TensorSpec([None, 8, 8, 3], tf.float32), training=training
+        )
+    tf.saved_model.save(model, path)
+    return path
+
+
+# ------------------------------------------------------------- rollback
+@pytest.mark.parametrize("lr", [1.0, 30.0])  # worse; NaN
+def test_a_diverging_stage_is_rolled_back_bit_exactly(image_model, caplog, lr):
+    model = _model(image_model)
+    x, y = _data()
+    kept = {}
+    plan = [
+        Stage(2, lr=1e-2, callbacks=[_Keep(kept)], name="head"),
+        Stage(1, unfreeze="all", lr=lr, optimizer=_sgd, name="too hot"),
+        Stage(1, lr=1e-9, name="after"),
+    ]
+    with caplog.at_level(logging.WARNING, logger="keras_hubkit"):
+        history = StagedFineTuner(model, plan, loss=SCE).run(
+            x, y, validation_data=(x, y), batch_size=8, verbose=0
+        )
+    diverged = lr > 1
+    assert history.stopped_on_nan == diverged  # a NaN also ends the run
+    assert [r["stage"] for r in history.rollbacks] == [1]
+    rolled = history.rollbacks[0]
+    assert diverged or rolled["value"] > rolled["reference"]
+    assert history.stage_values[:2] == [rolled["reference"]] * 2
+    if not diverged:  # the run went on from the rolled-back state
+        assert history.history["stage"] == [0, 0, 1, 2]
+        return
+    assert "rolled back" in caplog.text
+    _assert_same(_weights(model), kept["weights"])
+    _assert_same(
+        [v.numpy() for v in model.optimizer.variables], kept["optimizer"]
+    )
+    assert [v.path for v in model.trainable_variables] == kept["trainable"]
+    # The rolled-back model scores what the head stage scored.
+    loss = model.evaluate(x, y, verbose=0)
+    assert loss == pytest.approx(rolled["reference"], rel=1e-5)
+
+
+def test_rollback_can_be_switched_off(image_model):
+    model = _model(image_model)
+    x, y = _data()
+    plan = [
+        Stage(2, lr=1e-2),
+        Stage(1, unfreeze="all", lr=1.0, optimizer=_sgd),
+    ]
+    history = StagedFineTuner(model, plan, loss=SCE, rollback=False).run(
+        x, y, validation_data=(x, y), batch_size=8, verbose=0
+    )
+    assert history.rollbacks == []
+    assert history.history["val_loss"][2] > history.history["val_loss"][1]
+
+
+def test_auto_plan_stops_deepening_when_validation_gets_worse(image_model):
+    model = _model(image_model)
+    x, y = _data()
+    plan = AutoPlan(epochs=5, lr=1e-2, base_lr=1.0, optimizer=_sgd)
+    runner = StagedFineTuner(model, plan, loss=SCE)
+    history = runner.run(x, y, validation_data=(x, y), batch_size=8, verbose=0)
+    assert len(history.history["stage"]) <= 5  # the budget
+    assert history.rollbacks  # a deeper cut made validation worse...
+    first = history.rollbacks[0]["stage"]
+    stages = runner.stages
+    assert [s.name for s in stages[first + 1 :]] == ["auto: rest of budget"]
+    # ... so deepening stopped: the rest trains at the deepest kept depth.
+    kept = [
+        s.unfreeze
+        for i, s in enumerate(stages[1:first], start=1)
+        if i not in [r["stage"] for r in history.rollbacks]
+    ]
+    assert history.auto_depth == max(kept, default=0)
+    values = history.stage_values
+    assert all(b <= a for a, b in itertools.pairwise(values))
+
+
+def test_auto_plan_goes_deeper_while_it_helps(image_model):
+    model = _model(image_model)
+    x, y = _data()
+    history = hk.finetune.fine_tune(
+        model,
+        x,
+        y,
+        epochs=3,
+        plan="auto",
+        base_lr=1e-2,
+        loss=SCE,
+        validation_data=(x, y),
+        batch_size=8,
+        verbose=0,
+    )
+    groups = len(hk.finetune.base_groups(model))
+    kept = [r["stage"] for r in history.rollbacks]
+    assert history.auto_depth in range(groups + 1)
+    assert len(history.history["stage"]) <= 4
+    assert not kept or history.auto_depth < groups
+    with pytest.raises(errors.StagePlanError, match="validation_data"):
+        StagedFineTuner(model, AutoPlan(epochs=2), loss=SCE).run(x, y)
+
+
+# -------------------------------------------------- resume (defect 1)
+def test_resume_after_early_stopping_and_a_crash_is_exact(
+    image_model, tmp_path
+):
+    x, y = _data()
+    # Validation labels the training labels contradict: validation gets
+    # worse at once, so early stopping ends stage 1 after two epochs and
+    # puts back the first epoch's weights.
+    val = (x, (y + 1) % 3)
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 4:
+                raise KeyboardInterrupt("killed")
+
+    def plan(extra=()):
+        return [
+            Stage(3, lr=2e-1, early_stopping=0),
+            Stage(3, unfreeze="all", lr=1e-2, callbacks=list(extra)),
+        ]
+
+    def runner(model, stages, backup=None):
+        return StagedFineTuner(
+            model, stages, loss=SCE, rollback=False, backup_dir=backup
+        )
+
+    def run(r):
+        return r.run(
+            x, y, validation_data=val, batch_size=8, shuffle=False, verbose=0
+        )
+
+    model = _model(image_model)
+    full = run(runner(model, plan()))
+    assert full.history["stage"] == [0, 0, 1, 1, 1]  # stage 1 stopped early
+    expected = _weights(model)
+
+    backup = str(tmp_path / "backup")
+    with pytest.raises(KeyboardInterrupt):
+        run(runner(_model(image_model), plan([Crash()]), backup))
+    state = json.load(open(os.path.join(backup, "state.json")))
+    assert (state["completed_epochs"], state["stage"]) == (4, 1)
+
+    model = _model(image_model, seed=99)  # other initial weights
+    resumed = run(runner(model, plan(), backup))
+    assert resumed.history["stage"] == full.history["stage"]
+    assert resumed.epoch == full.epoch
+    _assert_same(_weights(model), expected)
+
+
+# --------------------------------------------- group rates (defect 2)
+def test_group_lrs_keys_are_whole_group_names(efficientnet_like):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            hk.HubLayer(efficientnet_like, name="base"),
+            keras.layers.Dense(3, name="head"),
+        ]
+    )
+    groups = hk.finetune.base_groups(model)
+    stem, block, top = (g.name for g in groups)
+    assert top.endswith("/head") and top != "head"  # EfficientNet's naming
+    x, y = _data(8)
+
+    def rates(group_lrs):
+        stage = Stage(
+            1, unfreeze="all", lr=1e-3, group_lrs=group_lrs, optimizer=_sgd
+        )
+        StagedFineTuner(model, [stage], loss=SCE).run(x, y, verbose=0)
+        variables = {"head": model.layers[1].kernel}
+        variables.update({g.name: g.variables[0] for g in groups})
+        return {
+            name: pytest.approx(
+                float(
+                    _compat.optimizer_for_variable(
+                        model.optimizer, variable
+                    ).learning_rate
+                )
+            )
+            for name, variable in variables.items()
+        }
+
+    got = rates({"head": 1e-1})
+    assert got["head"] == 1e-1
+    assert got[top] == 1e-3  # the SavedModel's "head" group is not it
+    got = rates({top: 5e-1})
+    assert (got[top], got["head"], got[stem]) == (5e-1, 1e-3, 1e-3)
+    got = rates({re.compile(r"base/.*"): 2e-2})
+    assert got[stem] == got[block] == got[top] == 2e-2
+    assert got["head"] == 1e-3
+    got = rates({f"re:{re.escape(stem)}|{re.escape(block)}": 3e-2})
+    assert (got[stem], got[block], got[top]) == (3e-2, 3e-2, 1e-3)
+    with pytest.raises(errors.StagePlanError, match="whole"):
+        rates({"stem": 1e-2})  # a part of a name is not a group name
+    stage = Stage(1, group_lrs={re.compile("base/.*"): 1e-2})
+    assert stage.to_dict()["group_lrs"] == {"re:base/.*": 1e-2}
+
+
+# --------------------------------------- held statistics (defect 3)
+def test_bn_train_holds_statistics_of_frozen_savedmodel_groups(image_model):
+    x, y = _data()
+    model = _model(image_model)
+    base = model.layers[0]
+    stats = [v for v in base.weights if "moving" in base.source_name(v)]
+    top = base.variable_groups()["block2"][0]
+    before = [v.numpy().copy() for v in stats]
+    top_before = top.numpy().copy()
+    seen = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            seen.append([v.numpy().copy() for v in stats])
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.on_test_begin()
+
+    StagedFineTuner(
+        model,
+        [Stage(2, unfreeze=1, lr=1e-2)],  # block2 trains, block1 is frozen
+        loss=SCE,
+        bn_policy="train",
+    ).run(
+        x,
+        y,
+        validation_data=(x, y),
+        batch_size=8,
+        callbacks=[Watch()],
+        verbose=0,
+    )
+    assert not base.inference_only  # the SavedModel ran in training mode
+    assert not np.array_equal(top.numpy(), top_before)
+    assert len(seen) == 4
+    for values in [*seen, [v.numpy() for v in stats]]:
+        _assert_same(values, before)
+    # Unfrozen, block1's statistics train with it.
+    StagedFineTuner(
+        model, [Stage(1, unfreeze="all", lr=1e-2)], loss=SCE, bn_policy="train"
+    ).run(x, y, verbose=0)
+    assert not np.allclose(stats[0].numpy(), before[0])
+
+
+# --------------------------------------------------------------- lr_find
+def test_lr_find_suggests_a_good_rate_on_a_convex_problem(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 4)).astype("float32")
+    y = x @ np.array([1.0, -2.0, 0.5, 3.0]) + 0.1 * rng.normal(size=512)
+    y = y.astype("float32")[:, None]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(1e-3), "mse")
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)  # builds its state
+    weights = _weights(model)
+    state = [v.numpy().copy() for v in model.optimizer.variables]
+    result = hk.finetune.lr_find(
+        model, x, y, optimizer=_sgd, batch_size=64, start_lr=1e-5
+    )
+    # Gradient descent on this quadratic converges fastest near 1/L, with
+    # L the largest eigenvalue of the loss's Hessian, 2/n X^T X (+ bias).
+    design = np.hstack([x, np.ones((512, 1), "float32")])
+    good = 1 / np.linalg.eigvalsh(2 * design.T @ design / 512).max()
+    assert good / 10 <= result.suggestion <= good * 10, result.suggestion
+    assert len(result.rates) < 200  # it stopped when the loss diverged
+    assert result.rates == sorted(result.rates)
+    _assert_same(_weights(model), weights)
+    _assert_same([v.numpy() for v in model.optimizer.variables], state)
+    path = result.plot(str(tmp_path / "lr.png"))
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    saved = result.save(str(tmp_path / "out"))
+    assert json.load(open(saved["json"]))["suggestion"] == result.suggestion
+
+
+def test_fine_tune_base_lr_find_uses_the_suggestion(image_model):
+    model = _model(image_model)
+    x, y = _data()
+    history = hk.finetune.fine_tune(
+        model, x, y, epochs=1, loss=SCE, base_lr="find", verbose=0
+    )
+    found = history.lr_find
+    assert found is not None
+    assert history.stage_lrs[0]["head"] == pytest.approx(found.suggestion)
+    assert history.stage_lrs[1]["head"] == pytest.approx(found.suggestion / 2)
+
+
+# --------------------------------------------------- steps per execution
+def test_auto_steps_per_execution_gives_the_same_results(image_model):
+    x, y = _data()
+    plan = [
+        Stage(1, lr=1e-2, schedule="one_cycle"),
+        Stage(1, unfreeze="all", lr=1e-3, layer_decay=0.5),
+    ]
+    results = {}
+    for spe in (1, "auto"):
+        model = _model(image_model)
+        StagedFineTuner(model, plan, loss=SCE, steps_per_execution=spe).run(
+            x, y, batch_size=8, shuffle=False, verbose=0
+        )
+        results[spe] = (_weights(model), model.steps_per_execution)
+    assert results[1][1] == 1 and results["auto"][1] == 4
+    _assert_same(results["auto"][0], results[1][0])
+
+    class PerBatch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    model = _model(image_model)
+    StagedFineTuner(model, plan[:1], loss=SCE).run(
+        x, y, batch_size=8, callbacks=[PerBatch()], verbose=0
+    )
+    assert model.steps_per_execution == 1
+
+
+# ------------------------------------------------------- Keras citizen
+def test_fine_tune_takes_loss_metrics_and_callbacks(image_model, capsys):
+    model = _model(image_model)
+    model.compile("adam", SCE, metrics=["accuracy"])
+    x, y = _data()
+    epochs = []
+
+    class Count(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            epochs.append(epoch)
+
+    history = hk.finetune.fine_tune(
+        model,
+        x,
+        y,
+        epochs=1,
+        validation_data=(x, y),
+        callbacks=[Count()],
+        verbose=0,
+    )
+    assert "val_accuracy" in history.history
+    assert epochs == [0, 1]
+    assert capsys.readouterr().out == ""
+    with pytest.raises(errors.StagePlanError, match="loss"):
+        hk.finetune.fine_tune(_model(image_model), x, y, epochs=1)
