@@ -1,6 +1,5 @@
 """The public API is listed once, in keras_hubkit/__init__.py."""
 
-import ast
 import pathlib
 
 import keras_hubkit as hk
@@ -36,16 +35,3 @@ def test_errors_inherit_builtins():
                     and b not in (Exception, BaseException, object)
                 ]
                 assert builtin_bases, f"{name} inherits no builtin error"
-
-
-def test_private_keras_only_in_compat():
-    for path in PACKAGE.rglob("*.py"):
-        if path.name == "_compat.py":
-            continue
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                assert not node.module.startswith("keras.src"), path
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    assert not alias.name.startswith("keras.src"), path
