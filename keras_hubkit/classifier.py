@@ -6,7 +6,6 @@ and recipes run) lives in `keras_hubkit.app.train`.
 """
 
 import keras
-import numpy as np
 
 from keras_hubkit.hub_layer import HubLayer
 
@@ -101,30 +100,3 @@ def _with_head(inputs, handle, num_classes, dropout, l2, hidden, hub_kwargs):
         num_classes, name="logits", kernel_regularizer=regularizer
     )(x)
     return keras.Model(inputs, outputs)
-
-
-def one_hot(labels, num_classes):
-    """Integer labels as float32 one-hot rows; other arrays pass through.
-
-    Labels that are already one-hot (2-D) and `None` are returned as they
-    are, so callers can pass whatever `fit` was given.
-    """
-    if labels is None:
-        return None
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        return labels
-    return np.eye(num_classes, dtype="float32")[labels.astype(int)]
-
-
-def model_input(x):
-    """`x` as something `Model.fit`/`predict` accept.
-
-    Keras's array adapters reject NumPy string (object) arrays, while
-    TensorFlow takes them as a list of strings; numeric arrays pass through.
-    """
-    if not (isinstance(x, np.ndarray) and x.dtype == object):
-        return x
-    import tensorflow as tf
-
-    return tf.constant(list(x))

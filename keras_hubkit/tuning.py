@@ -25,7 +25,7 @@ import numpy as np
 
 from keras_hubkit import _compat
 from keras_hubkit import errors
-from keras_hubkit.classifier import one_hot
+from keras_hubkit._arrays import one_hot
 from keras_hubkit.finetune import Stage
 from keras_hubkit.finetune import StagedFineTuner
 from keras_hubkit.hub_layer import HubLayer

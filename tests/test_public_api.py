@@ -1,7 +1,11 @@
 """The public API is listed once, in keras_hubkit/__init__.py."""
 
-import ast
+import json
+import os
 import pathlib
+import subprocess
+import sys
+import textwrap
 
 import keras_hubkit as hk
 
@@ -38,14 +42,40 @@ def test_errors_inherit_builtins():
                 assert builtin_bases, f"{name} inherits no builtin error"
 
 
-def test_private_keras_only_in_compat():
-    for path in PACKAGE.rglob("*.py"):
-        if path.name == "_compat.py":
-            continue
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                assert not node.module.startswith("keras.src"), path
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    assert not alias.name.startswith("keras.src"), path
+def test_library_import_loads_no_tuner_and_patches_nothing():
+    # A fresh interpreter, as a user's script: Keras first, then us.
+    code = textwrap.dedent(
+        """
+        import json, sys
+        import keras
+        import keras_hubkit as hk
+        loaded = {
+            "hub_layer": "keras_hubkit.hub_layer" in sys.modules,
+            "tuner_at_import": "keras_tuner" in sys.modules,
+            "plots": "keras_hubkit.app.plots" in sys.modules,
+        }
+        hk.tuning  # loads keras-tuner, still patches nothing
+        from keras_tuner import Tuner
+        method = Tuner._configure_tensorboard_dir
+        loaded["patched"] = hasattr(method, "_hubkit_patched")
+        print(json.dumps(loaded))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PACKAGE.parent,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    # Keras was imported first: the library loaded at once, so HubLayer is
+    # registered for keras.models.load_model.
+    assert loaded == {
+        "hub_layer": True,
+        "tuner_at_import": False,
+        "plots": False,
+        "patched": False,
+    }

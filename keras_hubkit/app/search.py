@@ -8,9 +8,9 @@ with the recipe pipeline.
 import math
 import os
 
+from keras_hubkit._arrays import model_input
 from keras_hubkit.app import plots
 from keras_hubkit.app import train as train_lib
-from keras_hubkit.classifier import model_input
 
 
 def search_report(tuner, output_dir):

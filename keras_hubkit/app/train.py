@@ -18,11 +18,11 @@ import numpy as np
 
 from keras_hubkit import constants
 from keras_hubkit import errors
+from keras_hubkit._arrays import model_input
+from keras_hubkit._arrays import one_hot
 from keras_hubkit.app import data as data_lib
 from keras_hubkit.app import plots
 from keras_hubkit.classifier import image_classifier
-from keras_hubkit.classifier import model_input
-from keras_hubkit.classifier import one_hot
 from keras_hubkit.classifier import text_classifier
 from keras_hubkit.export import export_saved_model
 from keras_hubkit.finetune import Stage
