@@ -63,3 +63,18 @@ def patch_keras_tuner_tensorboard():
 
     configure._hubkit_patched = True
     tuner_module.Tuner._configure_tensorboard_dir = configure
+
+
+# --- search (tuning) ---
+
+
+def keras_tuner_checkpoint_type():
+    """The class of keras-tuner's best-epoch checkpoint callback.
+
+    keras-tuner (1.4) passes a `SaveBestEpoch` to `HyperModel.fit` among the
+    callbacks and exports it nowhere public; head-only trials on cached
+    features recognise it to write its checkpoint once per trial.
+    """
+    from keras_tuner.src.engine import tuner_utils
+
+    return tuner_utils.SaveBestEpoch
