@@ -247,3 +247,18 @@ def learning_rate_schedule(optimizer):
     float rate: the public property returns the current value only (Keras
     3.0 through 3.15 keep the schedule in `_learning_rate`)."""
     return optimizer._learning_rate
+
+
+# --- search (tuning) ---
+
+
+def keras_tuner_checkpoint_type():
+    """The class of keras-tuner's best-epoch checkpoint callback.
+
+    keras-tuner (1.4) passes a `SaveBestEpoch` to `HyperModel.fit` among the
+    callbacks and exports it nowhere public; head-only trials on cached
+    features recognise it to write its checkpoint once per trial.
+    """
+    from keras_tuner.src.engine import tuner_utils
+
+    return tuner_utils.SaveBestEpoch

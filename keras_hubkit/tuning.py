@@ -16,8 +16,12 @@ The search report and the recipe runner are application code:
 `keras_hubkit.app.search`.
 """
 
+import contextlib
 import hashlib
+import json
 import logging
+import random
+import weakref
 
 import keras
 import keras_tuner
@@ -130,6 +134,8 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         self.cache_features = cache_features
         self.metrics = list(metrics)
         self._feature_cache = {}
+        self._fingerprints = _Fingerprints()
+        self._trainers = {}  # head shape -> _HeadTrainer, cached trials
         self._frozen_bases = {}  # handle -> loaded object, frozen trials only
 
     @property
@@ -310,40 +316,202 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         verbose,
         **kwargs,
     ):
-        """Head-only trial: the frozen base runs once per handle and data."""
+        """Head-only trial: the frozen base runs once per handle and data,
+        and the head trains on its features.
+
+        The head trains in a per-head-shape trainer model that keeps its
+        compiled functions from trial to trial (see `_HeadTrainer`); its
+        weights start from this trial's freshly built head and are copied
+        back into `model` after every epoch, so keras-tuner's callbacks see
+        the trial's model. keras-tuner's best-epoch checkpoint is written
+        once, at the end of the trial (resume and `get_best_models` need no
+        more), instead of at every improving epoch.
+        """
         base = model.get_layer("base")
-        features = self._features(hp.get("handle"), base, x)
-        head_in = keras.Input(features.shape[1:])
-        head_out = head_in
-        for layer in model.layers[model.layers.index(base) + 1 :]:
-            head_out = layer(head_out)
-        head = keras.Model(head_in, head_out)
+        handle = hp.get("handle")
+        features = self._features(handle, base, x)
         val = None
         if validation_data is not None:
             val = (
-                self._features(hp.get("handle"), base, validation_data[0]),
+                self._features(handle, base, validation_data[0]),
                 validation_data[1],
             )
+        head_layers = model.layers[model.layers.index(base) + 1 :]
+        trainer = self._trainer(features.shape[1:], head_layers)
+        trial_vars = _variables(head_layers)
+        trainer_vars = _variables(trainer.head_layers)
+        _assign(trainer_vars, trial_vars)
+        extra = [_CopyWeights(trainer_vars, trial_vars)]
+        for callback in callbacks or []:
+            if isinstance(callback, _compat.keras_tuner_checkpoint_type()):
+                extra.append(
+                    _CheckpointAtEnd(callback, model, trainer_vars, trial_vars)
+                )
+            else:
+                extra.append(_ForwardTo(model, callback))
         stage_runner = StagedFineTuner(
-            head, runner.stages, loss=runner.loss, metrics=self.metrics
+            trainer, runner.stages, loss=runner.loss, metrics=self.metrics
         )
-        forwarded = [_ForwardTo(model, c) for c in callbacks or []]
-        return stage_runner.run(
+        history = stage_runner.run(
             features,
             y,
             validation_data=val,
-            callbacks=forwarded,
+            callbacks=extra,
             verbose=verbose,
             **kwargs,
         )
+        _assign(trial_vars, trainer_vars)
+        return history
+
+    def _trainer(self, feature_shape, head_layers):
+        """The `_HeadTrainer` for heads shaped like `head_layers` on
+        features of `feature_shape`: one per shape, reused by every trial
+        with that shape."""
+        key = _head_key(feature_shape, head_layers)
+        if key is None:
+            return _HeadTrainer.wrap(feature_shape, head_layers)
+        if key not in self._trainers:
+            # Creating layers draws seeds from the global random state;
+            # keep that state as it was, so the trials that follow get the
+            # same initial weights and shuffles as in an uncached search.
+            with _random_state_kept():
+                try:
+                    trainer = _HeadTrainer.clone(feature_shape, head_layers)
+                except Exception:  # a layer from_config cannot rebuild
+                    trainer = None
+            if trainer is None:
+                return _HeadTrainer.wrap(feature_shape, head_layers)
+            self._trainers[key] = trainer
+        return self._trainers[key]
 
     def _features(self, handle, base, x):
-        key = (handle, _fingerprint(x))
+        key = (handle, self._fingerprints.of(x))
         if key not in self._feature_cache:
             self._feature_cache[key] = np.asarray(
                 keras.Sequential([base]).predict(x, verbose=0, batch_size=256)
             )
         return self._feature_cache[key]
+
+
+class _HeadTrainer(keras.Model):
+    """A head on base features whose compiled train and test functions
+    survive recompiling with an equal configuration.
+
+    Tracing `fit`'s functions costs far more than training a small head on
+    cached features for a few epochs. When `compile` is called again with
+    the same optimizer, loss, metrics and options (compared by their Keras
+    configs), the optimizer's state is reset to its freshly built values
+    and the traced functions are kept: the next `fit` trains exactly as a
+    freshly compiled model would. Anything else compiles as usual.
+    """
+
+    @classmethod
+    def clone(cls, feature_shape, head_layers):
+        inputs = keras.Input(feature_shape)
+        x = inputs
+        for layer in head_layers:
+            x = layer.__class__.from_config(layer.get_config())(x)
+        return cls(inputs, x, name="head_trainer")
+
+    @classmethod
+    def wrap(cls, feature_shape, head_layers):
+        """A trainer on the trial's own layers (no reuse possible)."""
+        inputs = keras.Input(feature_shape)
+        x = inputs
+        for layer in head_layers:
+            x = layer(x)
+        trainer = cls(inputs, x, name="head_trainer")
+        trainer.reusable = False
+        return trainer
+
+    @property
+    def head_layers(self):
+        return [
+            layer
+            for layer in self.layers
+            if not isinstance(layer, keras.layers.InputLayer)
+        ]
+
+    reusable = True
+    _compile_key = None
+    _fresh_optimizer_state = None
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        key = _compile_key(optimizer, loss, metrics, kwargs)
+        if (
+            self.reusable
+            and key is not None
+            and key == self._compile_key
+            and self._fresh_optimizer_state is not None
+        ):
+            _assign(self.optimizer.variables, self._fresh_optimizer_state)
+            return
+        super().compile(
+            optimizer=optimizer, loss=loss, metrics=metrics, **kwargs
+        )
+        self._compile_key = key
+        self._fresh_optimizer_state = None
+        if key is not None and self.reusable:
+            self.optimizer.build(self.trainable_variables)
+            self._fresh_optimizer_state = [
+                np.array(v) for v in self.optimizer.variables
+            ]
+
+
+class _CopyWeights(keras.callbacks.Callback):
+    """Copies the trainer's head weights into the trial's model after every
+    epoch, before keras-tuner's callbacks look at it."""
+
+    def __init__(self, source, target):
+        super().__init__()
+        self.source, self.target = source, target
+
+    def on_epoch_end(self, epoch, logs=None):
+        _assign(self.target, self.source)
+
+
+class _CheckpointAtEnd(keras.callbacks.Callback):
+    """keras-tuner's best-epoch checkpoint, written once per trial.
+
+    keras-tuner saves the full model (the base's weights included) at every
+    improving epoch; only the best epoch's file is ever read (by
+    `get_best_models` and Hyperband's continued trials). This keeps the
+    best epoch's head weights in memory and hands keras-tuner's callback
+    that epoch alone, at the end of training.
+    """
+
+    def __init__(self, inner, model, head_vars, trial_vars):
+        super().__init__()
+        self.inner = inner
+        self.head_vars = head_vars
+        self.trial_vars = trial_vars
+        inner.set_model(model)
+        self.best = None
+        self.best_value = None
+
+    def set_model(self, model):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        objective = self.inner.objective
+        logs = dict(logs or {})
+        if objective.has_value(logs):
+            value = objective.get_value(logs)
+            if self.best is not None and not objective.better_than(
+                value, self.best_value
+            ):
+                return
+            self.best_value = value
+        self.best = (epoch, logs, [np.array(v) for v in self.head_vars])
+
+    def on_train_end(self, logs=None):
+        if self.best is None:
+            return
+        epoch, epoch_logs, values = self.best
+        final = [np.array(v) for v in self.trial_vars]
+        _assign(self.trial_vars, values)
+        self.inner.on_epoch_end(epoch, epoch_logs)
+        _assign(self.trial_vars, final)
 
 
 class _ForwardTo(keras.callbacks.Callback):
@@ -406,3 +574,90 @@ def _fingerprint(x):
         else "\x00".join(map(str, array)).encode()
     )
     return (array.shape, digest.hexdigest())
+
+
+class _Fingerprints:
+    """`_fingerprint` memoised per array object.
+
+    Hashing the inputs costs about 2 s per 1,000 images of 224x224, and a
+    search passes the same arrays to every trial. An array seen before is
+    recognised by identity (a weak reference, so a freed array's id cannot
+    be mistaken for it) plus a checksum of a strided sample of its bytes,
+    which catches the usual in-place edits between two searches.
+    """
+
+    _SAMPLE = 4096
+
+    def __init__(self):
+        self._seen = {}  # id -> (weak reference, sample checksum, fingerprint)
+
+    def of(self, x):
+        if not isinstance(x, np.ndarray) or x.dtype == object:
+            return _fingerprint(x)
+        sample = self._sample(x)
+        found = self._seen.get(id(x))
+        if found is not None and found[0]() is x and found[1] == sample:
+            return found[2]
+        fingerprint = _fingerprint(x)
+        self._seen = {k: v for k, v in self._seen.items() if v[0]() is not None}
+        self._seen[id(x)] = (weakref.ref(x), sample, fingerprint)
+        return fingerprint
+
+    def _sample(self, x):
+        flat = x.reshape(-1)
+        step = max(1, flat.size // self._SAMPLE)
+        return hashlib.sha1(
+            np.ascontiguousarray(flat[::step]).tobytes()
+        ).digest()
+
+
+def _variables(layers):
+    """Every variable of `layers`, random seed states included."""
+    return [v for layer in layers for v in layer.variables]
+
+
+def _assign(targets, values):
+    for target, value in zip(targets, values, strict=True):
+        target.assign(value)
+
+
+def _config_key(value):
+    """A comparable text for a compile argument, or None when it has no
+    faithful Keras config (then nothing is reused)."""
+    try:
+        config = keras.saving.serialize_keras_object(value)
+        return json.dumps(config, sort_keys=True)
+    except Exception:  # no get_config, or not JSON: do not guess.
+        return None
+
+
+def _compile_key(optimizer, loss, metrics, kwargs):
+    keys = [_config_key(v) for v in (optimizer, loss, metrics, kwargs)]
+    return None if None in keys else tuple(keys)
+
+
+def _head_key(feature_shape, head_layers):
+    """What a head's compiled functions depend on: its layers' classes and
+    configs (names aside) on features of `feature_shape`; None when a layer
+    has no JSON config (then the head is not reused)."""
+    parts = [tuple(feature_shape)]
+    for layer in head_layers:
+        try:
+            config = json.dumps({**layer.get_config(), "name": None})
+        except Exception:  # custom layers without a faithful config
+            return None
+        parts.append((type(layer).__qualname__, config))
+    return tuple(parts)
+
+
+@contextlib.contextmanager
+def _random_state_kept():
+    """Runs the block, then puts Python's and NumPy's global random state
+    back as they were."""
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
