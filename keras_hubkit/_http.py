@@ -252,14 +252,14 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         location = headers.get("Location") or headers.get("URI")
         if location:
             target = urllib.parse.urljoin(req.full_url, location.strip())
-            _check_redirect(self._source, req.full_url, target)
+            check_redirect(self._source, req.full_url, target)
         return super().http_error_302(req, fp, code, msg, headers)
 
     http_error_301 = http_error_303 = http_error_307 = http_error_302
     http_error_308 = http_error_302
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
-        _check_redirect(self._source, req.full_url, newurl)
+        check_redirect(self._source, req.full_url, newurl)
         new = super().redirect_request(
             req, fp, code, msg, headers, _without_userinfo(newurl)
         )
@@ -271,7 +271,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         return new
 
 
-def _check_redirect(source, old, new):
+def check_redirect(source, old, new):
     old_scheme = urllib.parse.urlsplit(old).scheme.lower()
     new_scheme = urllib.parse.urlsplit(new).scheme.lower()
     if new_scheme not in ("http", "https"):

@@ -190,8 +190,8 @@ def test_only_http_redirects_are_followed(server, cache, location):
 
 def test_https_to_http_redirect_is_refused():
     with pytest.raises(errors.DownloadError, match="stay on https"):
-        _http._check_redirect("src", "https://a/m", "http://a/m.tar.gz")
-    _http._check_redirect("src", "http://a/m", "https://b/m.tar.gz")
+        _http.check_redirect("src", "https://a/m", "http://a/m.tar.gz")
+    _http.check_redirect("src", "http://a/m", "https://b/m.tar.gz")
 
 
 def test_redirect_loop_is_bounded(server, cache):
