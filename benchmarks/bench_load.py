@@ -14,8 +14,8 @@ import _common
 import tensorflow as tf
 
 import keras_hubkit as hk
-from keras_hubkit import scan as _  # noqa: F401 (import cost paid up front)
-from keras_hubkit.scan import _REPORTS
+from keras_hubkit import scanner as _  # noqa: F401 (import cost paid up front)
+from keras_hubkit.scanner import _REPORTS
 
 from http_server import ScriptedServer
 from http_server import Serve

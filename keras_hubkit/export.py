@@ -23,7 +23,7 @@ import tensorflow as tf
 from keras_hubkit import _compat
 from keras_hubkit import errors
 from keras_hubkit.hub_layer import HubLayer
-from keras_hubkit.scan import scan_path
+from keras_hubkit.scanner import scan_path
 
 logger = logging.getLogger(__name__)
 

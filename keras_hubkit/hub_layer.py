@@ -16,7 +16,7 @@ from keras_hubkit._redact import redact
 from keras_hubkit.loading import load
 from keras_hubkit.loading import origin_of
 from keras_hubkit.resolver import resolve
-from keras_hubkit.scan import scan_path
+from keras_hubkit.scanner import scan_path
 
 logger = logging.getLogger(__name__)
 

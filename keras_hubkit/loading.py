@@ -13,8 +13,8 @@ from keras_hubkit import _validate
 from keras_hubkit import errors
 from keras_hubkit._redact import redact
 from keras_hubkit.resolver import resolve
-from keras_hubkit.scan import check as check_scan
-from keras_hubkit.scan import scan_path
+from keras_hubkit.scanner import check as check_scan
+from keras_hubkit.scanner import scan_path
 
 
 @dataclass(frozen=True)

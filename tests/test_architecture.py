@@ -276,7 +276,7 @@ def test_the_rule_catches_private_access():
     source = (
         "import keras\n"
         "from keras.src import backend\n"
-        "from keras_hubkit.scan import _REPORTS\n"
+        "from keras_hubkit.scanner import _REPORTS\n"
         "from keras_hubkit import _specs\n"
         "class L(keras.layers.Layer):\n"
         "    def build(self):\n"

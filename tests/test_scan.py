@@ -179,7 +179,7 @@ def test_inspect_shows_refusal(load_time_writer, capsys):
 def test_reports_are_reused_while_the_file_is_unchanged(mul_model, tmp_path):
     import shutil
 
-    from keras_hubkit.scan import scan_path
+    from keras_hubkit.scanner import scan_path
 
     path = str(tmp_path / "m")
     shutil.copytree(mul_model, path)

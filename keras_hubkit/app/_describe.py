@@ -6,7 +6,7 @@ from keras_hubkit import _specs
 from keras_hubkit import errors
 from keras_hubkit.loading import load
 from keras_hubkit.resolver import resolve
-from keras_hubkit.scan import scan_path
+from keras_hubkit.scanner import scan_path
 
 
 def describe(handle, allow_ops=None):
