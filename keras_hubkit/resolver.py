@@ -142,7 +142,8 @@ class PathResolver:
         if not os.path.exists(path):
             raise errors.HandleNotFoundError(
                 f"Expected an existing SavedModel folder. Received: "
-                f"handle={handle!r}, which does not exist."
+                f"handle={redact(handle)!r}, which does not exist. Check "
+                "the path, or use an http(s):// URL."
             )
         return path
 
