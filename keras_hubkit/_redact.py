@@ -110,6 +110,33 @@ def strip_credentials(handle) -> str:
     return _rewrite(handle, keep_secrets_as=None)
 
 
+def without_masks(url: str) -> str:
+    """`url` without the `***` placeholders `redact` put in it.
+
+    A handle restored from a config may be a redacted one: its `***@` user
+    info and `token=***` parameters are placeholders, not credentials, and
+    are not sent. Other text is kept as written.
+    """
+    if MASK not in url or "://" not in url:
+        return url
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if netloc.startswith(f"{MASK}@"):
+        netloc = netloc[len(MASK) + 1 :]
+    pieces = parts.query.split("&") if parts.query else []
+    kept = [
+        p
+        for p in pieces
+        if not (p.endswith(f"={MASK}") and is_secret_param(p.split("=", 1)[0]))
+    ]
+    return urllib.parse.urlunsplit(
+        parts._replace(netloc=netloc, query="&".join(kept))
+    )
+
+
 def has_credentials(handle) -> bool:
     """Whether `handle` carries user info or a secret query parameter."""
     return strip_credentials(handle) != _text(handle)

@@ -155,8 +155,9 @@ def test_a_stripped_handle_gets_credentials_from_the_environment(
     monkeypatch.setenv(
         "HUBKIT_HTTP_AUTH", "example.org=bob:x; 127.0.0.1=alice:s3cret"
     )
-    url = f"{_with_credentials(server.base)}/private/m"
-    hk.resolve(clean(url), **_fast())  # a masked `***@` is no credential
+    url = f"{_with_credentials(server.base)}/private/m?token=tok123&v=1"
+    hk.resolve(clean(url), **_fast())  # a masked `***` is no credential
+    assert server.requests[0][1] == "v=1&tf-hub-format=compressed"
     expected = "Basic " + base64.b64encode(b"alice:s3cret").decode()
     assert _auth(server.requests[0]) == expected
 
