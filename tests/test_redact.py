@@ -11,7 +11,7 @@ CLEAN = [
     "https://tfhub.dev/google/nnlm-en-dim50/2",
     "https://h/m?tf-hub-format=compressed&b=a%20c&a=1",
     "https://h/m?",  # exact text kept: it is the cache key
-    "https://h/m?model_key=a&v=1#frag",
+    "https://h/m?model_key=a&v=1",
     "gs://bucket/model.tar.gz",
 ]
 
@@ -21,6 +21,11 @@ def test_handles_without_credentials_are_unchanged(handle):
     assert redact(handle) == handle
     assert strip_credentials(handle) == handle
     assert not has_credentials(handle)
+
+
+def test_fragments_are_not_shown_but_kept_for_the_cache_key():
+    assert redact("https://h/m#frag") == "https://h/m"
+    assert strip_credentials("https://h/m#frag") == "https://h/m#frag"
 
 
 @pytest.mark.parametrize(
@@ -48,7 +53,7 @@ def test_handles_without_credentials_are_unchanged(handle):
         ),
         (
             "https://h/cb#access_token=a",
-            "https://h/cb#access_token=***",
+            "https://h/cb",
             "https://h/cb",
         ),
     ],
