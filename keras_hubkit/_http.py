@@ -18,6 +18,7 @@ import email.utils
 import http.client
 import logging
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -129,6 +130,15 @@ def _open(opener, request, clock, connect_timeout, retries, backoff):
         except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
             if clock.expired:
                 raise clock.error(0) from None
+            reason = getattr(e, "reason", e)
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise errors.DownloadError(
+                    f"Expected {source} to present a certificate this "
+                    f"machine trusts. Received: {reason.verify_message}. "
+                    "If your organisation uses its own certificate "
+                    "authority, point SSL_CERT_FILE at its certificate "
+                    "(verification is never switched off)."
+                ) from None
             if not last:
                 _sleep(attempt, backoff, None, clock)
                 continue
@@ -369,6 +379,32 @@ def _watched(base, clock):
     return Connection
 
 
+class _WatchedTLSContext(ssl.SSLContext):
+    """Registers each TLS socket with the deadline before its handshake,
+    so a server that drips the handshake is cut off too."""
+
+    clock = None
+
+    def wrap_socket(self, sock, *args, do_handshake_on_connect=True, **kw):
+        wrapped = super().wrap_socket(
+            sock, *args, do_handshake_on_connect=False, **kw
+        )
+        self.clock.watch(wrapped)
+        if do_handshake_on_connect:
+            wrapped.do_handshake()
+        return wrapped
+
+
+def _tls_context(clock):
+    # What ssl.create_default_context() sets up for a client: certificate
+    # and host name checks on, the system's CA certificates.
+    context = _WatchedTLSContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.clock = clock
+    context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
 class _HTTPHandler(urllib.request.HTTPHandler):
     def __init__(self, clock):
         super().__init__()
@@ -382,15 +418,11 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
     def __init__(self, clock):
-        super().__init__()
-        self._clock = clock
+        self._tls = _tls_context(clock)
+        super().__init__(context=self._tls)
 
     def https_open(self, req):
-        return self.do_open(
-            _watched(http.client.HTTPSConnection, self._clock),
-            req,
-            context=self._context,
-        )
+        return self.do_open(http.client.HTTPSConnection, req, context=self._tls)
 
 
 # ------------------------------------------------------------------ errors

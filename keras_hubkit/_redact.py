@@ -67,7 +67,9 @@ def is_secret_param(name) -> bool:
 def redact(handle) -> str:
     """`handle` as text with user info and secret query values masked.
 
-    For messages, logs, `repr` and descriptor files. Never raises.
+    For messages, logs, `repr` and descriptor files. The `#fragment` is
+    left out (it is never sent to a server, and may hold a token). Never
+    raises.
 
     Args:
         handle: anything; a non-string is shown through `str`.
@@ -82,7 +84,7 @@ def redact(handle) -> str:
     # 'https://***@host/m?token=***&x=1'
     ```
     """
-    return _rewrite(handle, keep_secrets_as=MASK)
+    return _rewrite(handle, keep_secrets_as=MASK, keep_fragment=False)
 
 
 def strip_credentials(handle) -> str:
@@ -107,7 +109,34 @@ def strip_credentials(handle) -> str:
     # 'https://host/m?x=1'
     ```
     """
-    return _rewrite(handle, keep_secrets_as=None)
+    return _rewrite(handle, keep_secrets_as=None, keep_fragment=True)
+
+
+def without_masks(url: str) -> str:
+    """`url` without the `***` placeholders `redact` put in it.
+
+    A handle restored from a config may be a redacted one: its `***@` user
+    info and `token=***` parameters are placeholders, not credentials, and
+    are not sent. Other text is kept as written.
+    """
+    if MASK not in url or "://" not in url:
+        return url
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if netloc.startswith(f"{MASK}@"):
+        netloc = netloc[len(MASK) + 1 :]
+    pieces = parts.query.split("&") if parts.query else []
+    kept = [
+        p
+        for p in pieces
+        if not (p.endswith(f"={MASK}") and is_secret_param(p.split("=", 1)[0]))
+    ]
+    return urllib.parse.urlunsplit(
+        parts._replace(netloc=netloc, query="&".join(kept))
+    )
 
 
 def has_credentials(handle) -> bool:
@@ -124,7 +153,7 @@ def _text(handle) -> str:
         return f"<{type(handle).__name__}>"
 
 
-def _rewrite(handle, keep_secrets_as):
+def _rewrite(handle, keep_secrets_as, keep_fragment):
     text = _text(handle)
     if "://" not in text:
         return text
@@ -137,7 +166,9 @@ def _rewrite(handle, keep_secrets_as):
         host = netloc.rsplit("@", 1)[1]
         netloc = host if keep_secrets_as is None else f"{MASK}@{host}"
     query = _rewrite_query(parts.query, keep_secrets_as)
-    fragment = _rewrite_query(parts.fragment, keep_secrets_as)
+    fragment = ""
+    if keep_fragment:
+        fragment = _rewrite_query(parts.fragment, keep_secrets_as)
     if (netloc, query, fragment) == (parts.netloc, parts.query, parts.fragment):
         return text  # nothing secret: keep the exact text
     rebuilt = f"{parts.scheme}://{netloc}{parts.path}"

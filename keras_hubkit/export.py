@@ -394,7 +394,11 @@ def _move_into_place(tmp, export_dir):
         return
     old = _sibling(export_dir, "old")
     os.rename(export_dir, old)
-    os.rename(tmp, export_dir)
+    try:
+        os.rename(tmp, export_dir)
+    except OSError:
+        os.rename(old, export_dir)  # put the previous export back
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -17,6 +17,7 @@ from keras_hubkit import errors
 from keras_hubkit._progress import ByteProgress
 from keras_hubkit._progress import progress_enabled
 from keras_hubkit._redact import redact
+from keras_hubkit._redact import without_masks
 from keras_hubkit.model_cache import ModelCache
 
 logger = logging.getLogger(__name__)
@@ -142,7 +143,8 @@ class PathResolver:
         if not os.path.exists(path):
             raise errors.HandleNotFoundError(
                 f"Expected an existing SavedModel folder. Received: "
-                f"handle={handle!r}, which does not exist."
+                f"handle={redact(handle)!r}, which does not exist. Check "
+                "the path, or use an http(s):// URL."
             )
         return path
 
@@ -158,7 +160,7 @@ class HttpResolver:
         return _through_cache(handle, options, self._fill)
 
     def _fill(self, handle, options, tmp):
-        url = compressed_url(handle)
+        url = compressed_url(without_masks(handle))
         with _http.open_url(
             url,
             connect_timeout=options.connect_timeout,

@@ -7,6 +7,9 @@ plays the n-th action (the last one repeats). Every request is recorded.
 import http.server
 import io
 import os
+import socket
+import ssl
+import subprocess
 import tarfile
 import threading
 import time
@@ -136,8 +139,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class ScriptedServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self):
+    def __init__(self, tls=None):
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.scheme = "http"
+        if tls is not None:  # (certificate file, key file)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.socket = context.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
         self.routes = {}
         self.counts = {}
         self.requests = []
@@ -149,7 +158,7 @@ class ScriptedServer(http.server.ThreadingHTTPServer):
 
     @property
     def base(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
 
     def route(self, path, *actions):
         with self.lock:
@@ -201,3 +210,73 @@ def saved_model_members(folder):
             with open(full, "rb") as f:
                 members.append(({"name": rel}, f.read()))
     return members
+
+
+def self_signed_certificate(folder):
+    """(certificate, key) files for 127.0.0.1, made with the openssl tool."""
+    cert, key = (
+        os.path.join(folder, "cert.pem"),
+        os.path.join(folder, "key.pem"),
+    )
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+class DripSocketServer:
+    """A bare TCP server that drips one byte every `delay` seconds to each
+    client, whatever it sends: a TLS handshake that never completes."""
+
+    def __init__(self, delay, max_seconds=20.0):
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._delay = delay
+        self._max = max_seconds
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(
+                target=self._drip, args=(conn,), daemon=True
+            ).start()
+
+    def _drip(self, conn):
+        end = time.monotonic() + self._max
+        with conn:
+            # A TLS handshake record header announcing 16 KiB, then bytes.
+            payload = b"\x16\x03\x03\x40\x00" + b"\x02" * 20000
+            for byte in payload:
+                if time.monotonic() > end:
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(self._delay)
+
+    def stop(self):
+        self._listener.close()

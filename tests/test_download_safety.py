@@ -6,6 +6,7 @@ import hashlib
 import io
 import logging
 import os
+import shutil
 import tarfile
 import time
 import tracemalloc
@@ -21,10 +22,12 @@ from keras_hubkit._redact import redact
 from keras_hubkit._redact import strip_credentials
 
 from http_server import Drip
+from http_server import DripSocketServer
 from http_server import Redirect
 from http_server import ScriptedServer
 from http_server import Serve
 from http_server import Status
+from http_server import self_signed_certificate
 from http_server import tar_gz_of
 
 SECRETS = ("s3cret", "tok123", "alice")
@@ -72,7 +75,7 @@ def _fast(**kwargs):
 
 
 def _with_credentials(base):
-    return base.replace("http://", "http://alice:s3cret@")
+    return base.replace("://", "://alice:s3cret@", 1)
 
 
 def _auth(request):
@@ -147,14 +150,17 @@ def test_reloading_a_stripped_handle_finds_the_entry(
     assert hk.resolve(redact(url), **_fast()) == path  # a masked handle too
 
 
+@pytest.mark.parametrize("clean", [strip_credentials, redact])
 def test_a_stripped_handle_gets_credentials_from_the_environment(
-    server, cache, model_archive, monkeypatch
+    server, cache, model_archive, monkeypatch, clean
 ):
     server.route("/private/m", Serve(model_archive))
     monkeypatch.setenv(
         "HUBKIT_HTTP_AUTH", "example.org=bob:x; 127.0.0.1=alice:s3cret"
     )
-    hk.resolve(strip_credentials(f"{server.base}/private/m"), **_fast())
+    url = f"{_with_credentials(server.base)}/private/m?token=tok123&v=1"
+    hk.resolve(clean(url), **_fast())  # a masked `***` is no credential
+    assert server.requests[0][1] == "v=1&tf-hub-format=compressed"
     expected = "Basic " + base64.b64encode(b"alice:s3cret").decode()
     assert _auth(server.requests[0]) == expected
 
@@ -199,6 +205,62 @@ def test_redirect_loop_is_bounded(server, cache):
     with pytest.raises(errors.DownloadError, match="redirected more than"):
         hk.resolve(url, **_fast())
     assert server.hits("/loop") <= constants.MAX_REDIRECTS + 1
+
+
+# --------------------------------------------------------------------- TLS
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    if shutil.which("openssl") is None:
+        pytest.skip("the TLS tests make their certificate with `openssl`")
+    return self_signed_certificate(str(tmp_path_factory.mktemp("tls")))
+
+
+@pytest.fixture
+def tls_server(certificate):
+    s = ScriptedServer(tls=certificate)
+    yield s
+    s.stop()
+
+
+def test_https_with_a_trusted_certificate(
+    tls_server, certificate, cache, model_archive, monkeypatch
+):
+    monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
+    tls_server.route("/m", Serve(model_archive))
+    path = hk.resolve(f"{_with_credentials(tls_server.base)}/m", **_fast())
+    assert os.path.exists(os.path.join(path, "saved_model.pb"))
+    assert _auth(tls_server.requests[0]).startswith("Basic ")
+
+
+def test_untrusted_certificate_is_refused_at_once(tls_server, cache):
+    url = tls_server.route("/m", Status(404))
+    with pytest.raises(errors.DownloadError, match="SSL_CERT_FILE") as info:
+        hk.resolve(url, **_fast(max_retries=3))
+    assert "certificate" in str(info.value)
+    assert tls_server.requests == []  # no request over an untrusted link
+    assert _cache_is_clean(cache)
+
+
+def test_https_to_http_redirect_is_not_followed(
+    tls_server, server, certificate, cache, model_archive, monkeypatch
+):
+    monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
+    plain = server.route("/m.tar.gz", Serve(model_archive))
+    tls_server.route("/m", Redirect(plain, 302))
+    with pytest.raises(errors.DownloadError, match="stay on https"):
+        hk.resolve(f"{_with_credentials(tls_server.base)}/m", **_fast())
+    assert server.requests == []
+
+
+def test_a_dripped_tls_handshake_hits_the_deadline(cache):
+    drip = DripSocketServer(0.2)
+    try:
+        start = time.monotonic()
+        with pytest.raises(errors.DownloadError, match="deadline of 1s"):
+            hk.resolve(f"https://127.0.0.1:{drip.port}/m", **_fast(deadline=1))
+        assert time.monotonic() - start < 5
+    finally:
+        drip.stop()
 
 
 # ---------------------------------------------------------------- deadline

@@ -334,6 +334,29 @@ def test_failure_mid_save_keeps_previous_export(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["out"]
 
 
+def test_failed_swap_puts_the_previous_export_back(tmp_path, monkeypatch):
+    import ctypes.util
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    dest = tmp_path / "out"
+    hk.export_saved_model(model, dest)
+    before = (dest / "saved_model.pb").read_bytes()
+    # No renameat2: the export swaps with two renames; fail the second.
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if str(src).endswith(".tmp"):
+            raise OSError(28, "No space left on device")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError, match="No space"):
+        hk.export_saved_model(model, dest, overwrite=True)
+    assert (dest / "saved_model.pb").read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
 def test_layer_without_known_inputs_needs_a_signature(tmp_path):
     layer = keras.layers.Dense(2)
     with pytest.raises(errors.ExportError, match="input_signature"):
