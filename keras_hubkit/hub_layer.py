@@ -46,6 +46,11 @@ class HubLayer(keras.layers.Layer):
     The weights ARE the SavedModel's variables (no copy): after fine-tuning,
     `tf.saved_model.save(loaded_obj, path)` writes the fine-tuned values.
 
+    `model.save("m.keras")` stores a copy of the SavedModel (fine-tuned
+    values and assets) in the file, and `keras.models.load_model` rebuilds
+    the layer from it, also in Keras safe mode when the model passes the
+    safety scan with no opt-in (see `from_config`).
+
     Args:
         handle: a local path, a URL (see `hk.resolve`), or an object returned
             by `hk.load` / `tf.saved_model.load`.
@@ -737,7 +742,7 @@ class HubLayer(keras.layers.Layer):
             layer._source_path = path
         else:
             if effective is not False:
-                _require_safe(_resolved(source), handle, config)
+                _require_safe(resolve(source), handle, config)
             layer = cls(source, trainable=False, tags=tags, **config)
         layer.trainable = trainable
         return layer
@@ -755,10 +760,6 @@ def _stored_copy(name, handle):
         return None
     folder, metadata = entry
     return keras_file.extract_for_process(archive, folder), metadata.get("tags")
-
-
-def _resolved(handle):
-    return resolve(handle)
 
 
 def _require_safe(path, handle, config):

@@ -456,6 +456,25 @@ def test_keras_file_keeps_assets(text_model, tmp_path):
     assert not np.allclose(reloaded(x)[0], reloaded(x)[1])
 
 
+def test_two_layers_of_one_handle_and_the_folder_format(
+    copied_image_model, tmp_path
+):
+    tuned = hk.HubLayer(copied_image_model, trainable=True)
+    tuned.resolved_object.kernel.assign(tuned.resolved_object.kernel * 2)
+    plain = hk.HubLayer(copied_image_model)
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Concatenate()([tuned(inputs), plain(inputs)])
+    model = keras.Model(inputs, outputs)
+    model.save(tmp_path / "two.keras")
+    keras.saving.save_model(model, tmp_path / "folder", zipped=False)
+    shutil.rmtree(copied_image_model)
+    x = _images(2)
+    for path in (tmp_path / "two.keras", tmp_path / "folder"):
+        assert len(keras_file.list_saved_models(path)) == 2
+        reloaded = keras.models.load_model(path)
+        np.testing.assert_allclose(reloaded(x), model(x), rtol=1e-5)
+
+
 def test_keras_file_written_by_0_1_0_still_loads(image_model, tmp_path):
     model = _fine_tuned_image_model(image_model)
     model.save(tmp_path / "new.keras")
