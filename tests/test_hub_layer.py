@@ -614,6 +614,20 @@ def test_time_distributed_summary_and_shapes(image_model, capsys):
     )
 
 
+def test_stored_member_escaping_its_folder_is_refused(tmp_path):
+    bad = tmp_path / "bad.keras"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("config.json", "{}")
+        archive.writestr(
+            "assets/layers/h/hubkit_layer.json", json.dumps({"name": "h"})
+        )
+        archive.writestr("assets/layers/h/saved_model/../../../../evil", "x")
+    with pytest.raises(errors.UnsafeArchiveError, match="escapes"):
+        keras_file.saved_model_from_keras_file(bad, tmp_path / "out")
+    assert not (tmp_path / "evil").exists()
+    assert not (tmp_path / "out").exists()
+
+
 def test_saved_model_from_keras_file(copied_image_model, tmp_path):
     model = _fine_tuned_image_model(copied_image_model)
     model.save(tmp_path / "model.keras")
