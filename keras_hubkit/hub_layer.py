@@ -731,7 +731,8 @@ class HubLayer(keras.layers.Layer):
         if stored is not None:
             path, stored_tags = stored
             if effective is not False:
-                _require_safe(path, handle, config)
+                where = f"{handle} (the copy stored in the .keras file)"
+                _require_safe(path, where, config)
             layer = cls(
                 load(path, tags=stored_tags, allow_ops=config.get("allow_ops")),
                 trainable=False,
@@ -772,11 +773,14 @@ def _require_safe(path, handle, config):
         first = str(e).splitlines()[0] if str(e) else repr(e)
         reasons.append(f"it cannot be scanned ({first})")
     else:
-        found = sorted(
-            {f.op for f in report.findings} | set(report.unregistered_ops)
-        )
-        if found:
-            reasons.append(f"the safety scan flags ops it would run: {found}")
+        # `safe` is the gate (whatever the scan's rules become); the op
+        # names only explain it.
+        if not report.safe:
+            found = sorted(
+                {f.op for f in getattr(report, "findings", ())}
+                | set(getattr(report, "unregistered_ops", ()))
+            )
+            reasons.append(f"the safety scan does not pass it: {found}")
     if allow_ops:
         reasons.append(f"its config opts in: allow_ops={allow_ops}")
     if not reasons:
@@ -784,7 +788,7 @@ def _require_safe(path, handle, config):
     why = "; ".join(reasons)
     raise errors.UnsafeDeserializationError(
         "Refusing to rebuild a HubLayer in Keras safe mode: it loads "
-        f"the SavedModel at {handle!r}, and loading a SavedModel runs its "
+        f"the SavedModel {handle!r}, and loading a SavedModel runs its "
         f"TensorFlow graph (which can read and write files), and {why}. "
         "If you trust this model, load with "
         "`keras.models.load_model(path, safe_mode=False)` or call "
