@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 # `clone_model` and `from_config` of a config whose URL carried a token work
 # in the process that built the layer (credentials are never written).
 _UNREDACTED = {}
+# Redacted handle -> (folder, tags) of a SavedModel copy extracted from a
+# `.keras` file in this process (it lives until the process exits).
+_EXTRACTED = {}
 
 
 @keras.saving.register_keras_serializable(package="keras_hubkit")
@@ -704,7 +707,8 @@ class HubLayer(keras.layers.Layer):
 
         Inside `keras.models.load_model`, the SavedModel stored in the
         `.keras` file is used (the handle is not needed); otherwise (and for
-        files written by keras_hubkit 0.1.0) the handle is loaded again.
+        files written by keras_hubkit 0.1.0) the handle is loaded again, or,
+        if it is gone, a copy this process read from a `.keras` file.
 
         In Keras safe mode (the default of `load_model`, `model_from_json`
         and `clone_model`) the SavedModel is scanned first and rebuilt only
@@ -728,6 +732,10 @@ class HubLayer(keras.layers.Layer):
             safe_mode if safe_mode is not None else _compat.in_safe_mode()
         )
         stored = _stored_copy(config.get("name"), handle)
+        if stored is None and not _resolvable(source):
+            # e.g. `clone_model` of a model read from a .keras file whose
+            # original SavedModel is gone: use the copy read in this process.
+            stored = _EXTRACTED.get(handle)
         if stored is not None:
             path, stored_tags = stored
             if effective is not False:
@@ -741,12 +749,21 @@ class HubLayer(keras.layers.Layer):
             layer._config_handle = source
             layer.tags = tags
             layer._source_path = path
+            _EXTRACTED[handle] = stored
         else:
             if effective is not False:
                 _require_safe(resolve(source), handle, config)
             layer = cls(source, trainable=False, tags=tags, **config)
         layer.trainable = trainable
         return layer
+
+
+def _resolvable(handle):
+    try:
+        resolve(handle)
+    except errors.HandleNotFoundError:
+        return False
+    return True
 
 
 def _stored_copy(name, handle):

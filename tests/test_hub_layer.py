@@ -440,6 +440,9 @@ def test_keras_file_carries_the_saved_model(copied_image_model, tmp_path):
     )
     # Training goes on after the reload (optimizer state came back too).
     reloaded.fit(_images(), np.arange(8) % 3, epochs=1, verbose=0)
+    # clone_model (as keras-tuner uses it) still finds the SavedModel.
+    clone = keras.models.clone_model(reloaded)
+    assert clone.layers[0].resolved_object is not obj
 
 
 def test_keras_file_keeps_assets(text_model, tmp_path):
