@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 # `clone_model` and `from_config` of a config whose URL carried a token work
 # in the process that built the layer (credentials are never written).
 _UNREDACTED = {}
+# Redacted handle -> (folder, tags) of a SavedModel copy extracted from a
+# `.keras` file in this process (it lives until the process exits).
+_EXTRACTED = {}
 
 
 @keras.saving.register_keras_serializable(package="keras_hubkit")
@@ -45,6 +48,11 @@ class HubLayer(keras.layers.Layer):
 
     The weights ARE the SavedModel's variables (no copy): after fine-tuning,
     `tf.saved_model.save(loaded_obj, path)` writes the fine-tuned values.
+
+    `model.save("m.keras")` stores a copy of the SavedModel (fine-tuned
+    values and assets) in the file, and `keras.models.load_model` rebuilds
+    the layer from it, also in Keras safe mode when the model passes the
+    safety scan with no opt-in (see `from_config`).
 
     Args:
         handle: a local path, a URL (see `hk.resolve`), or an object returned
@@ -699,7 +707,8 @@ class HubLayer(keras.layers.Layer):
 
         Inside `keras.models.load_model`, the SavedModel stored in the
         `.keras` file is used (the handle is not needed); otherwise (and for
-        files written by keras_hubkit 0.1.0) the handle is loaded again.
+        files written by keras_hubkit 0.1.0) the handle is loaded again, or,
+        if it is gone, a copy this process read from a `.keras` file.
 
         In Keras safe mode (the default of `load_model`, `model_from_json`
         and `clone_model`) the SavedModel is scanned first and rebuilt only
@@ -723,10 +732,15 @@ class HubLayer(keras.layers.Layer):
             safe_mode if safe_mode is not None else _compat.in_safe_mode()
         )
         stored = _stored_copy(config.get("name"), handle)
+        if stored is None and not _resolvable(source):
+            # e.g. `clone_model` of a model read from a .keras file whose
+            # original SavedModel is gone: use the copy read in this process.
+            stored = _EXTRACTED.get(handle)
         if stored is not None:
             path, stored_tags = stored
             if effective is not False:
-                _require_safe(path, handle, config)
+                where = f"{handle} (the copy stored in the .keras file)"
+                _require_safe(path, where, config)
             layer = cls(
                 load(path, tags=stored_tags, allow_ops=config.get("allow_ops")),
                 trainable=False,
@@ -735,12 +749,21 @@ class HubLayer(keras.layers.Layer):
             layer._config_handle = source
             layer.tags = tags
             layer._source_path = path
+            _EXTRACTED[handle] = stored
         else:
             if effective is not False:
-                _require_safe(_resolved(source), handle, config)
+                _require_safe(resolve(source), handle, config)
             layer = cls(source, trainable=False, tags=tags, **config)
         layer.trainable = trainable
         return layer
+
+
+def _resolvable(handle):
+    try:
+        resolve(handle)
+    except errors.HandleNotFoundError:
+        return False
+    return True
 
 
 def _stored_copy(name, handle):
@@ -757,10 +780,6 @@ def _stored_copy(name, handle):
     return keras_file.extract_for_process(archive, folder), metadata.get("tags")
 
 
-def _resolved(handle):
-    return resolve(handle)
-
-
 def _require_safe(path, handle, config):
     """Raises unless the SavedModel at `path` may be rebuilt in safe mode."""
     allow_ops = config.get("allow_ops")
@@ -771,11 +790,14 @@ def _require_safe(path, handle, config):
         first = str(e).splitlines()[0] if str(e) else repr(e)
         reasons.append(f"it cannot be scanned ({first})")
     else:
-        found = sorted(
-            {f.op for f in report.findings} | set(report.unregistered_ops)
-        )
-        if found:
-            reasons.append(f"the safety scan flags ops it would run: {found}")
+        # `safe` is the gate (whatever the scan's rules become); the op
+        # names only explain it.
+        if not report.safe:
+            found = sorted(
+                {f.op for f in getattr(report, "findings", ())}
+                | set(getattr(report, "unregistered_ops", ()))
+            )
+            reasons.append(f"the safety scan does not pass it: {found}")
     if allow_ops:
         reasons.append(f"its config opts in: allow_ops={allow_ops}")
     if not reasons:
@@ -783,7 +805,7 @@ def _require_safe(path, handle, config):
     why = "; ".join(reasons)
     raise errors.UnsafeDeserializationError(
         "Refusing to rebuild a HubLayer in Keras safe mode: it loads "
-        f"the SavedModel at {handle!r}, and loading a SavedModel runs its "
+        f"the SavedModel {handle!r}, and loading a SavedModel runs its "
         f"TensorFlow graph (which can read and write files), and {why}. "
         "If you trust this model, load with "
         "`keras.models.load_model(path, safe_mode=False)` or call "

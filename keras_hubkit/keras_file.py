@@ -115,6 +115,7 @@ def extract(archive, folder, dest):
     for info in archive.infolist():
         if not info.filename.startswith(prefix) or info.is_dir():
             continue
+        _check_not_a_bomb(info)
         relative = info.filename[len(prefix) :]
         target = os.path.realpath(os.path.join(root, relative))
         if os.path.isabs(relative) or not target.startswith(root + os.sep):
@@ -127,6 +128,25 @@ def extract(archive, folder, dest):
         with archive.open(info) as src, open(target, "wb") as out:
             shutil.copyfileobj(src, out)
     return dest
+
+
+# Keras writes archive members uncompressed, and DEFLATE cannot exceed about
+# 1032:1; Keras's own guard (saving_lib, CWE-409) uses the same bounds.
+_BOMB_FLOOR_BYTES = 1 << 32
+_BOMB_MAX_EXPANSION = 100
+
+
+def _check_not_a_bomb(info):
+    if (
+        info.file_size > _BOMB_FLOOR_BYTES
+        and info.file_size > _BOMB_MAX_EXPANSION * max(info.compress_size, 1)
+    ):
+        raise errors.UnsafeArchiveError(
+            f"Expected archive members of plausible size. Received: "
+            f"{info.filename!r} declares {info.file_size} bytes from "
+            f"{info.compress_size} stored. The .keras file was tampered "
+            "with; do not load it."
+        )
 
 
 def extract_for_process(archive, folder):

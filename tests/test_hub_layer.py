@@ -16,6 +16,7 @@ import tensorflow as tf
 
 import keras_hubkit as hk
 from keras_hubkit import errors
+from keras_hubkit import keras_file
 
 import models
 
@@ -439,6 +440,9 @@ def test_keras_file_carries_the_saved_model(copied_image_model, tmp_path):
     )
     # Training goes on after the reload (optimizer state came back too).
     reloaded.fit(_images(), np.arange(8) % 3, epochs=1, verbose=0)
+    # clone_model (as keras-tuner uses it) still finds the SavedModel.
+    clone = keras.models.clone_model(reloaded)
+    assert clone.layers[0].resolved_object is not obj
 
 
 def test_keras_file_keeps_assets(text_model, tmp_path):
@@ -455,6 +459,25 @@ def test_keras_file_keeps_assets(text_model, tmp_path):
     assert not np.allclose(reloaded(x)[0], reloaded(x)[1])
 
 
+def test_two_layers_of_one_handle_and_the_folder_format(
+    copied_image_model, tmp_path
+):
+    tuned = hk.HubLayer(copied_image_model, trainable=True)
+    tuned.resolved_object.kernel.assign(tuned.resolved_object.kernel * 2)
+    plain = hk.HubLayer(copied_image_model)
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Concatenate()([tuned(inputs), plain(inputs)])
+    model = keras.Model(inputs, outputs)
+    model.save(tmp_path / "two.keras")
+    keras.saving.save_model(model, tmp_path / "folder", zipped=False)
+    shutil.rmtree(copied_image_model)
+    x = _images(2)
+    for path in (tmp_path / "two.keras", tmp_path / "folder"):
+        assert len(keras_file.list_saved_models(path)) == 2
+        reloaded = keras.models.load_model(path)
+        np.testing.assert_allclose(reloaded(x), model(x), rtol=1e-5)
+
+
 def test_keras_file_written_by_0_1_0_still_loads(image_model, tmp_path):
     model = _fine_tuned_image_model(image_model)
     model.save(tmp_path / "new.keras")
@@ -466,7 +489,7 @@ def test_keras_file_written_by_0_1_0_still_loads(image_model, tmp_path):
             for item in src.infolist():
                 if not item.filename.startswith("assets/"):
                     dst.writestr(item, src.read(item))
-    assert hk.keras_file.list_saved_models(old) == []
+    assert keras_file.list_saved_models(old) == []
     reloaded = keras.models.load_model(old)
     x = _images(seed=4)
     np.testing.assert_allclose(
@@ -543,13 +566,78 @@ def test_config_holds_no_credentials(mul_model, tmp_path, monkeypatch):
     np.testing.assert_allclose(reloaded(np.ones((1, 2))), [[2.0, 2.0]])
 
 
+def test_stored_saved_model_is_scanned_when_read_back(mul_model, tmp_path):
+    model = keras.Sequential([keras.Input(()), hk.HubLayer(mul_model)])
+    model.save(tmp_path / "good.keras")
+    [entry] = keras_file.list_saved_models(tmp_path / "good.keras")
+    # Swap the stored SavedModel for one that reads files when called.
+    hostile_dir = hostile.save_call_reads_file(
+        str(tmp_path / "reader"), str(tmp_path / "secret.txt")
+    )
+    prefix = entry["folder"] + "/saved_model/"
+    bad = tmp_path / "bad.keras"
+    with zipfile.ZipFile(tmp_path / "good.keras") as src:
+        with zipfile.ZipFile(bad, "w") as dst:
+            for item in src.infolist():
+                if not item.filename.startswith(prefix):
+                    dst.writestr(item, src.read(item))
+            for root, _, files in os.walk(hostile_dir):
+                for name in files:
+                    full = os.path.join(root, name)
+                    rel = os.path.relpath(full, hostile_dir)
+                    dst.write(full, prefix + rel.replace(os.sep, "/"))
+    with pytest.raises(errors.UnsafeDeserializationError, match="ReadFile"):
+        keras.models.load_model(bad)
+    # Outside safe mode the load-time scan still refuses it (no allow_ops).
+    with pytest.raises(errors.UnsafeModelError, match="ReadFile"):
+        keras.models.load_model(bad, safe_mode=False)
+
+
+def test_string_model_output_shape_and_dtype(text_model):
+    layer = hk.HubLayer(text_model)
+    assert layer.compute_output_shape((None,)) == (None, 4)
+    spec = layer.compute_output_spec(keras.KerasTensor((3,), dtype="string"))
+    # The model loses the static batch size (ragged tokens): traced as is.
+    assert (tuple(spec.shape), spec.dtype) == ((None, 4), "float32")
+
+
+def test_time_distributed_summary_and_shapes(image_model, capsys):
+    layer = hk.HubLayer(image_model)
+    assert layer.compute_output_shape((None, 8, 8, 3)) == (None, 6)
+    assert layer.compute_output_shape((4, 8, 8, 3)) == (4, 6)
+    frames = keras.Input((5, 8, 8, 3))
+    per_frame = keras.layers.TimeDistributed(layer)(frames)
+    assert tuple(per_frame.shape) == (None, 5, 6)
+    model = keras.Model(frames, per_frame)
+    model.summary()
+    assert "(None, 5, 6)" in capsys.readouterr().out
+    clip = _images(10).reshape(2, 5, 8, 8, 3)
+    np.testing.assert_allclose(
+        model(clip).numpy().reshape(10, 6), layer(_images(10)), rtol=1e-5
+    )
+
+
+def test_stored_member_escaping_its_folder_is_refused(tmp_path):
+    bad = tmp_path / "bad.keras"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("config.json", "{}")
+        archive.writestr(
+            "assets/layers/h/hubkit_layer.json", json.dumps({"name": "h"})
+        )
+        archive.writestr("assets/layers/h/saved_model/../../../../evil", "x")
+    with pytest.raises(errors.UnsafeArchiveError, match="escapes"):
+        keras_file.saved_model_from_keras_file(bad, tmp_path / "out")
+    assert not (tmp_path / "evil").exists()
+    assert not (tmp_path / "out").exists()
+
+
 def test_saved_model_from_keras_file(copied_image_model, tmp_path):
     model = _fine_tuned_image_model(copied_image_model)
     model.save(tmp_path / "model.keras")
-    [entry] = hk.keras_file.list_saved_models(tmp_path / "model.keras")
+    [entry] = keras_file.list_saved_models(tmp_path / "model.keras")
     assert entry["name"] == model.layers[0].name
     assert entry["resaved"]
-    out = hk.keras_file.saved_model_from_keras_file(
+    out = keras_file.saved_model_from_keras_file(
         tmp_path / "model.keras", tmp_path / "out"
     )
     assert hk.scan(out).safe
@@ -558,14 +646,14 @@ def test_saved_model_from_keras_file(copied_image_model, tmp_path):
         obj.kernel.numpy(), model.layers[0].resolved_object.kernel.numpy()
     )
     with pytest.raises(errors.ExportError, match="overwrite"):
-        hk.keras_file.saved_model_from_keras_file(tmp_path / "model.keras", out)
+        keras_file.saved_model_from_keras_file(tmp_path / "model.keras", out)
     with pytest.raises(errors.HandleError, match="layer_name"):
-        hk.keras_file.saved_model_from_keras_file(
+        keras_file.saved_model_from_keras_file(
             tmp_path / "model.keras", tmp_path / "o2", layer_name="nope"
         )
     (tmp_path / "plain.txt").write_text("x")
     with pytest.raises(errors.HandleError, match="zip"):
-        hk.keras_file.list_saved_models(tmp_path / "plain.txt")
+        keras_file.list_saved_models(tmp_path / "plain.txt")
 
 
 # ------------------------------------------------------------ TF1 format

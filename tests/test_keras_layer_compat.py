@@ -380,7 +380,16 @@ def test_half_plus_one_retraining(build, kind):
     assert not trainable_ids & {id(w) for w in model.non_trainable_weights}
     model.compile(keras.optimizers.SGD(0.002), "mean_squared_error")
     x = _f32([[9.0], [10.0], [11.0]] * 10)
-    model.fit(x, x / 2 + 6, batch_size=len(x), epochs=10, verbose=0)
+    # 10 steps on the whole batch (one epoch of 10 copies: less overhead).
+    steps = np.concatenate([x] * 10)
+    model.fit(
+        steps,
+        steps / 2 + 6,
+        batch_size=len(x),
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+    )
     # The bias is frozen, so the kernel grows to almost 1.0 instead.
     np.testing.assert_array_equal(model(_f32([[0]])), [[1]])
     np.testing.assert_allclose(model(_f32([[10]])), [[11]], rtol=0.03)
@@ -418,7 +427,10 @@ def test_batch_norm_retraining(build, kind):
     model = keras.Model(inputs, layer(inputs))
     model.compile(keras.optimizers.SGD(0.1), "mean_squared_error")
     x = _f32([[11.0], [12.0], [13.0]])
-    model.fit(x, 2 * x, batch_size=3, epochs=100, verbose=0)
+    steps = np.concatenate([x] * 100)  # 100 steps on this batch
+    model.fit(
+        steps, 2 * steps, batch_size=3, epochs=1, shuffle=False, verbose=0
+    )
     np.testing.assert_allclose(mean.numpy(), [12.0], rtol=1e-4)
     np.testing.assert_allclose(beta.numpy(), [24.0], rtol=1e-3)
     np.testing.assert_allclose(model(x), 2 * x, rtol=1e-3)
@@ -446,7 +458,10 @@ def test_batch_norm_freezing(build, kind):
     assert [float(v.numpy()[0]) for v in variables] == before
     model.compile(keras.optimizers.SGD(0.1), "mean_squared_error")
     x = _f32([[1.0], [2.0], [3.0]])
-    model.fit(x, 2 * x, batch_size=3, epochs=20, verbose=0)
+    steps = np.concatenate([x] * 20)  # 20 steps on this batch
+    model.fit(
+        steps, 2 * steps, batch_size=3, epochs=1, shuffle=False, verbose=0
+    )
     assert [float(v.numpy()[0]) for v in variables] == before
     np.testing.assert_allclose(model(x), 2 * x, rtol=1e-3)
 
@@ -613,6 +628,7 @@ def test_real_keras2_export_freezing(keras2_export):
         np.testing.assert_array_equal(old, weight.numpy())
 
 
+@pytest.mark.slow
 def test_real_keras2_export_output_shape(keras2_export):
     layer = hk.HubLayer(keras2_export)
     assert layer.compute_output_shape((None, 160, 120, 1)) == (None, 5)
