@@ -561,6 +561,13 @@ STRUCTURAL = {
     "PrintV2": "only to stdout, stderr or the log, never to a file or URL",
 }
 
+# Internal ops that only mark the inputs and outputs of a graph; accepted
+# inside graphs carried as data (a dataset graph ends in `_Retval`).
+EMBEDDED_GRAPH_OPS = {
+    "_Arg": "marks an input of the graph",
+    "_Retval": "marks an output of the graph",
+}
+
 # Listed ops whose OpDef looks like it takes a file name, pattern or URL
 # (an input/attr name or its doc), and why it does not open one.
 NOT_FILE_NAMES = {

@@ -874,6 +874,8 @@ class _Analysis:
             return None  # a call: the callee is judged on its own
         if op in _safe_ops.SAFE_OPS:
             return None
+        if self.meta_graph is None and op in _safe_ops.EMBEDDED_GRAPH_OPS:
+            return None
         if not _compat.is_op_registered(op):
             self.unregistered.add(op)
             return None
