@@ -371,3 +371,40 @@ def _read(path):
 def _write(path, proto):
     with open(f"{path}/saved_model.pb", "wb") as f:
         f.write(proto.SerializeToString())
+
+
+def unregister_saver(path):
+    """Clears saver_def: the saver functions are no longer registered."""
+    proto = _read(path)
+    for meta_graph in proto.meta_graphs:
+        meta_graph.saver_def.Clear()
+    _write(path, proto)
+    return path
+
+
+def redirect_saver_suffix(path, suffix):
+    """Replaces the saver's '_temp/part' suffix constant with `suffix`."""
+    proto = _read(path)
+    edited = 0
+    for meta_graph in proto.meta_graphs:
+        for fn in meta_graph.graph_def.library.function:
+            for node in fn.node_def:
+                values = node.attr["value"].tensor.string_val
+                if node.op == "Const" and list(values) == [b"_temp/part"]:
+                    values[0] = suffix.encode()
+                    edited += 1
+    assert edited, "no saver suffix found"
+    _write(path, proto)
+    return path
+
+
+def save_custom_op_model(path, library):
+    """A model calling the custom op `HubkitTestDouble` from `library`."""
+    ops = tf.load_op_library(library)
+    module = tf.Module()
+    module.__call__ = tf.function(
+        lambda x: ops.hubkit_test_double(x),
+        input_signature=[tf.TensorSpec([None], tf.float32)],
+    )
+    tf.saved_model.save(module, path)
+    return path
