@@ -560,6 +560,7 @@ class _Analysis:
         )
         self.sites = collections.defaultdict(list)  # callee -> call sites
         self.graph_callees = {}  # graph node name -> functions it calls
+        self.op_calls = []  # (scope, node, op type named by a func attr)
         self.entries = collections.defaultdict(set)  # function -> labels
         self.node_entries = {}  # graph node name -> labels
         self._build_calls(graph_def.library)
@@ -586,6 +587,10 @@ class _Analysis:
                 if scope is self.graph:
                     self.graph_callees[node.name] = callees
                 inputs = _data_inputs(node) if callees else []
+                for callee in callees - set(self.functions):
+                    # TensorFlow runs a function name that is not in the
+                    # library as that op ("f": "ReadFile"): judge it too.
+                    self.op_calls.append((scope, node, callee))
                 for callee in callees:
                     direct = node.op == callee or (
                         node.op in _CALL_OPS
@@ -867,6 +872,25 @@ class _Analysis:
                         )
                     )
 
+        for scope, node, op in self.op_calls:
+            self.op_counts[op] += 1
+            if self._dead(scope, node):
+                continue
+            if op in _safe_ops.SAFE_OPS:
+                continue
+            if not _compat.is_op_registered(op):
+                self.unregistered.add(op)
+                continue
+            self.findings.append(
+                Finding(
+                    op,
+                    f"{_HINTS.get(op, _GENERIC)}; run as a function by this "
+                    "node's function-valued attr",
+                    scope.name,
+                    node.name,
+                    tuple(sorted(self._node_entries(scope, node))),
+                )
+            )
         if dead:
             self.exemptions.append(
                 "graph nodes that no signature, init op, collection or saver "

@@ -408,3 +408,20 @@ def save_custom_op_model(path, library):
     )
     tf.saved_model.save(module, path)
     return path
+
+
+def add_op_called_as_function(path, op):
+    """Adds a node to `__call__` that runs the op `op` through its `f` attr
+    (a function name TensorFlow resolves to a primitive op)."""
+    proto = _read(path)
+    (meta_graph,) = proto.meta_graphs
+    fn = next(
+        f
+        for f in meta_graph.graph_def.library.function
+        if "__call__" in f.signature.name
+    )
+    node = fn.node_def.add(name="innocent", op="StatefulPartitionedCall")
+    node.input.append(fn.signature.input_arg[0].name)
+    node.attr["f"].func.name = op
+    _write(path, proto)
+    return path

@@ -331,3 +331,12 @@ def test_custom_op_library_loaded_later(custom_op_library, tmp_path):
     _python("-c", _BUILD_SCRIPT, path, custom_op_library, tests)
     out = _python("-c", _RETRY_SCRIPT, path, custom_op_library)
     assert "RESULT [3.0, -4.0]" in out
+
+
+def test_op_named_by_a_function_attr_is_judged(mul_model, tmp_path):
+    path = str(tmp_path / "m")
+    shutil.copytree(mul_model, path)
+    hostile.add_op_called_as_function(path, "ReadFile")
+    (finding,) = hk.scan(path).findings
+    assert finding.op == "ReadFile" and finding.node == "innocent"
+    assert "function-valued attr" in finding.reason
