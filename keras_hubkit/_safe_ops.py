@@ -513,16 +513,22 @@ EXTENSION_FAMILIES = {
     "tensorflow_text": Family(
         reason=(
             "TF.Text tokenizers and normalizers on string tensors. "
-            "SentencepieceOp takes the serialized model as an attr (bytes, "
-            "not a file name); WordpieceTokenizeWithOffsets reads its "
-            "vocabulary from a lookup-table resource."
+            "SentencepieceOp takes the serialized model as an attr and the "
+            "Fast* ops take their model as a tensor (bytes, not a file "
+            "name); WordpieceTokenizeWithOffsets reads its vocabulary from "
+            "a lookup-table resource; regex patterns are regular expressions."
         ),
         ops=(
-            "CaseFoldUTF8", "SentencepieceDetokenizeOp",
+            "CaseFoldUTF8", "ConstrainedSequence", "FastBertNormalize",
+            "FastWordpieceTokenizeWithOffsets", "MaxSpanningTree",
+            "NormalizeUTF8", "NormalizeUTF8WithOffsetsMap",
+            "RegexSplitWithOffsets", "SentencepieceDetokenizeOp",
             "SentencepieceIdToStringOp", "SentencepieceOp",
             "SentencepieceStringToIdOp", "SentencepieceTokenizeOp",
             "SentencepieceTokenizeWithOffsetsOp", "SentencepieceVocabSizeOp",
-            "TokenizerFromLogits", "WordpieceTokenizeWithOffsets",
+            "SplitMergeTokenizeWithOffsets", "TokenizerFromLogits",
+            "UnicodeScriptTokenizeWithOffsets",
+            "WhitespaceTokenizeWithOffsets", "WordpieceTokenizeWithOffsets",
         ),
         package="tensorflow-text",
         module="tensorflow_text",
@@ -577,6 +583,10 @@ NOT_FILE_NAMES = {
     "StaticRegexReplace": "`pattern` is a regular expression",
     "ShardedFilename": "formats a name string; opens nothing",
     "ShardedFilespec": "formats a name string; opens nothing",
+    "RegexSplitWithOffsets": "`delim_regex_pattern` is a regular expression",
+    "WordpieceTokenizeWithOffsets": (
+        "`vocab_lookup_table` is a lookup-table resource, not a file"
+    ),
     "TensorSliceDataset": (
         "`is_files` only marks elements for tf.data bookkeeping; "
         "nothing is opened"
