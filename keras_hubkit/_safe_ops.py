@@ -565,6 +565,14 @@ STRUCTURAL = {
         "the same scan"
     ),
     "PrintV2": "only to stdout, stderr or the log, never to a file or URL",
+    "DecodeProtoV2": (
+        "only with descriptor_source 'local://' (the protos compiled into "
+        "the binary) or 'bytes://...' (the descriptor inline), never a file"
+    ),
+    "EncodeProto": (
+        "only with descriptor_source 'local://' or 'bytes://...', never a "
+        "file"
+    ),
 }
 
 # Internal ops that only mark the inputs and outputs of a graph; accepted

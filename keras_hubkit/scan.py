@@ -36,8 +36,6 @@ _HINTS = {
     "WriteFile": "writes a file",
     "MatchingFiles": "lists files",
     "ImmutableConst": "maps a file into memory",
-    "DecodeProtoV2": "may load a proto descriptor from a file",
-    "EncodeProto": "may load a proto descriptor from a file",
     "PyFunc": "calls Python code",
     "PyFuncStateless": "calls Python code",
     "EagerPyFunc": "calls Python code",
@@ -934,6 +932,12 @@ class _Analysis:
             return self._judge_table(scope, node)
         if op == "DatasetFromGraph":
             return self._judge_embedded(scope, node)
+        if op in ("DecodeProtoV2", "EncodeProto"):
+            source = _attr_string(node, "descriptor_source") or b"local://"
+            if source == b"local://" or source.startswith(b"bytes://"):
+                return None
+            where = source.decode("utf8", "replace")
+            return f"loads a proto descriptor from {where!r}"
         if op == "PrintV2":
             stream = _attr_string(node, "output_stream").decode(
                 "utf8", "replace"

@@ -80,7 +80,7 @@ _NEVER = [
     "DatasetToTFRecord",
     # A file named in an attr.
     "ImmutableConst",
-    "DecodeProtoV2",
+    "DecodeProtoV2",  # structural: only 'local://' or 'bytes://' sources
     "EncodeProto",
     "FixedUnigramCandidateSampler",
     "Skipgram",

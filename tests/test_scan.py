@@ -340,3 +340,22 @@ def test_op_named_by_a_function_attr_is_judged(mul_model, tmp_path):
     (finding,) = hk.scan(path).findings
     assert finding.op == "ReadFile" and finding.node == "innocent"
     assert "function-valued attr" in finding.reason
+
+
+def test_decode_proto_is_judged_by_its_descriptor_source(tmp_path):
+    def save(name, source):
+        def call(x):
+            _, values = tf.io.decode_proto(
+                tf.fill(tf.shape(x), ""),
+                message_type="tensorflow.TensorShapeProto",
+                field_names=["unknown_rank"],
+                output_types=[tf.bool],
+                descriptor_source=source,
+            )
+            return x + tf.cast(tf.size(values[0]), tf.float32)
+
+        return hostile._save_call(str(tmp_path / name), call)
+
+    assert hk.scan(save("local", "local://")).safe
+    (finding,) = hk.scan(save("file", str(tmp_path / "evil.desc"))).findings
+    assert finding.op == "DecodeProtoV2" and "evil.desc" in finding.reason
