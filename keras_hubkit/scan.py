@@ -978,14 +978,27 @@ class _Analysis:
                 x.startswith(_INIT_LABEL) for x in labels
             )
         if not proven:
+            bad = self._bad_asset_names()
             return (
                 "reads a file that is not provably one of the model's own "
                 "assets (a plain relative name inside assets/)"
+                + (f"; asset file names refused: {bad}" if bad else "")
             )
         self.exemptions.append(
             f"{node.op} in {scope.name}: reads one of the model's assets"
         )
         return None
+
+    def _bad_asset_names(self):
+        if self.meta_graph is None:
+            return []
+        return sorted(
+            {
+                a.filename
+                for a in self.meta_graph.asset_file_def
+                if not _plain_asset(self.path, a.filename)
+            }
+        )
 
     def _judge_embedded(self, scope, node):
         from google.protobuf import message

@@ -148,6 +148,7 @@ def test_load_time_attacks_say_so(hostile_models):
         (finding,) = hk.scan(hostile_models[name]).findings
         assert finding.runs_at_load, name
         assert "RUNS AT LOAD TIME" in str(finding)
+        assert "asset file names refused" in finding.reason, name
     (finding,) = [
         f
         for f in hk.scan(hostile_models["dataset_map_read"]).findings
