@@ -513,16 +513,22 @@ EXTENSION_FAMILIES = {
     "tensorflow_text": Family(
         reason=(
             "TF.Text tokenizers and normalizers on string tensors. "
-            "SentencepieceOp takes the serialized model as an attr (bytes, "
-            "not a file name); WordpieceTokenizeWithOffsets reads its "
-            "vocabulary from a lookup-table resource."
+            "SentencepieceOp takes the serialized model as an attr and the "
+            "Fast* ops take their model as a tensor (bytes, not a file "
+            "name); WordpieceTokenizeWithOffsets reads its vocabulary from "
+            "a lookup-table resource; regex patterns are regular expressions."
         ),
         ops=(
-            "CaseFoldUTF8", "SentencepieceDetokenizeOp",
+            "CaseFoldUTF8", "ConstrainedSequence", "FastBertNormalize",
+            "FastWordpieceTokenizeWithOffsets", "MaxSpanningTree",
+            "NormalizeUTF8", "NormalizeUTF8WithOffsetsMap",
+            "RegexSplitWithOffsets", "SentencepieceDetokenizeOp",
             "SentencepieceIdToStringOp", "SentencepieceOp",
             "SentencepieceStringToIdOp", "SentencepieceTokenizeOp",
             "SentencepieceTokenizeWithOffsetsOp", "SentencepieceVocabSizeOp",
-            "TokenizerFromLogits", "WordpieceTokenizeWithOffsets",
+            "SplitMergeTokenizeWithOffsets", "TokenizerFromLogits",
+            "UnicodeScriptTokenizeWithOffsets",
+            "WhitespaceTokenizeWithOffsets", "WordpieceTokenizeWithOffsets",
         ),
         package="tensorflow-text",
         module="tensorflow_text",
@@ -559,6 +565,21 @@ STRUCTURAL = {
         "the same scan"
     ),
     "PrintV2": "only to stdout, stderr or the log, never to a file or URL",
+    "DecodeProtoV2": (
+        "only with descriptor_source 'local://' (the protos compiled into "
+        "the binary) or 'bytes://...' (the descriptor inline), never a file"
+    ),
+    "EncodeProto": (
+        "only with descriptor_source 'local://' or 'bytes://...', never a "
+        "file"
+    ),
+}
+
+# Internal ops that only mark the inputs and outputs of a graph; accepted
+# inside graphs carried as data (a dataset graph ends in `_Retval`).
+EMBEDDED_GRAPH_OPS = {
+    "_Arg": "marks an input of the graph",
+    "_Retval": "marks an output of the graph",
 }
 
 # Listed ops whose OpDef looks like it takes a file name, pattern or URL
@@ -570,6 +591,10 @@ NOT_FILE_NAMES = {
     "StaticRegexReplace": "`pattern` is a regular expression",
     "ShardedFilename": "formats a name string; opens nothing",
     "ShardedFilespec": "formats a name string; opens nothing",
+    "RegexSplitWithOffsets": "`delim_regex_pattern` is a regular expression",
+    "WordpieceTokenizeWithOffsets": (
+        "`vocab_lookup_table` is a lookup-table resource, not a file"
+    ),
     "TensorSliceDataset": (
         "`is_files` only marks elements for tf.data bookkeeping; "
         "nothing is opened"

@@ -36,8 +36,6 @@ _HINTS = {
     "WriteFile": "writes a file",
     "MatchingFiles": "lists files",
     "ImmutableConst": "maps a file into memory",
-    "DecodeProtoV2": "may load a proto descriptor from a file",
-    "EncodeProto": "may load a proto descriptor from a file",
     "PyFunc": "calls Python code",
     "PyFuncStateless": "calls Python code",
     "EagerPyFunc": "calls Python code",
@@ -488,6 +486,7 @@ class _Scope:
         self.nodes = list(nodes)
         self.by_name = {n.name: n for n in self.nodes}
         self.args = list(args)
+        self._arg_set = set(self.args)
 
     def producer(self, ref):
         """("arg", name) or ("node", NodeDef) for a tensor reference."""
@@ -495,7 +494,7 @@ class _Scope:
         if self.name == _GRAPH:
             node = self.by_name.get(ref.split(":")[0])
             return ("node", node) if node is not None else (None, None)
-        if ":" not in ref and ref in self.args:
+        if ":" not in ref and ref in self._arg_set:
             return "arg", ref
         node = self.by_name.get(ref.split(":")[0])
         return ("node", node) if node is not None else (None, None)
@@ -508,10 +507,19 @@ def _data_inputs(node):
 def _func_attrs(node):
     found = []
     for value in node.attr.values():
-        if value.HasField("func") and value.func.name:
+        kind = value.WhichOneof("value")
+        if kind == "func" and value.func.name:
             found.append(value.func.name)
-        found += [fn.name for fn in value.list.func]
+        elif kind == "list" and value.list.func:
+            found += [fn.name for fn in value.list.func]
     return found
+
+
+def _attr_string(node, name):
+    # Reading a missing key of a proto map would insert it: check first.
+    if name not in node.attr:
+        return b""
+    return node.attr[name].s
 
 
 class _Analysis:
@@ -549,6 +557,8 @@ class _Analysis:
             "object_graph_def"
         )
         self.sites = collections.defaultdict(list)  # callee -> call sites
+        self.graph_callees = {}  # graph node name -> functions it calls
+        self.op_calls = []  # (scope, node, op type named by a func attr)
         self.entries = collections.defaultdict(set)  # function -> labels
         self.node_entries = {}  # graph node name -> labels
         self._build_calls(graph_def.library)
@@ -572,23 +582,28 @@ class _Analysis:
                 callees = set(_func_attrs(node))
                 if node.op in self.functions:
                     callees.add(node.op)
+                if scope is self.graph:
+                    self.graph_callees[node.name] = callees
+                inputs = _data_inputs(node) if callees else []
+                for callee in callees - set(self.functions):
+                    # TensorFlow runs a function name that is not in the
+                    # library as that op ("f": "ReadFile"): judge it too.
+                    self.op_calls.append((scope, node, callee))
                 for callee in callees:
                     direct = node.op == callee or (
                         node.op in _CALL_OPS
                         and node.attr["f"].func.name == callee
                     )
-                    self.sites[callee].append((scope, node, direct))
-                op_type = node.attr["_gradient_op_type"].s.decode(
-                    "utf8", "replace"
-                )
+                    self.sites[callee].append((scope, node, direct, inputs))
+                op_type = _attr_string(node, "_gradient_op_type")
                 for grad in library.registered_gradients:
-                    if op_type and grad.registered_op_type == op_type:
+                    if op_type and grad.registered_op_type == op_type.decode():
                         self.sites[grad.gradient_func].append(
-                            (scope, node, False)
+                            (scope, node, False, [])
                         )
         for grad in library.gradient:
             for scope in self.functions.get(grad.function_name, ()):
-                self.sites[grad.gradient_func].append((scope, None, False))
+                self.sites[grad.gradient_func].append((scope, None, False, []))
 
     # ---------------------------------------------------------- entries
     def _label_graph(self):
@@ -616,7 +631,7 @@ class _Analysis:
         self.node_entries = reach
         for node in self.graph.nodes:
             labels = reach.get(node.name, set())
-            for callee in self._callees(node):
+            for callee in self.graph_callees.get(node.name, ()):
                 self.entries[callee] |= labels
 
     def _collection_roots(self):
@@ -667,12 +682,6 @@ class _Analysis:
             for name in names:
                 self.entries[name].add(paths.get(node_id, f"node {node_id}"))
 
-    def _callees(self, node):
-        found = set(_func_attrs(node))
-        if node.op in self.functions:
-            found.add(node.op)
-        return found
-
     def _propagate_entries(self):
         for name in self.functions:
             self.entries[name] |= self.inherited
@@ -680,7 +689,7 @@ class _Analysis:
         while changed:
             changed = False
             for callee, sites in self.sites.items():
-                for scope, node, _ in sites:
+                for scope, node, _, _ in sites:
                     if scope.name == _GRAPH and self.meta_graph is not None:
                         continue  # labelled node by node in _label_graph
                     before = len(self.entries[callee])
@@ -738,10 +747,12 @@ class _Analysis:
         caller (a loop, a dataset, a gradient) proves nothing.
         """
         bound = {name: set() for name in self.functions}
+        needed = self._callers_of_file_ops()
         changed = True
         while changed:
             changed = False
-            for name, scopes in self.functions.items():
+            for name in needed:
+                scopes = self.functions[name]
                 if len(scopes) != 1:
                     continue  # duplicate definitions prove nothing
                 new = self._args_bound_by_all(
@@ -751,6 +762,22 @@ class _Analysis:
                     bound[name] = new
                     changed = True
         return bound
+
+    def _callers_of_file_ops(self):
+        """Functions with a saver or table-file op, and all their callers."""
+        file_ops = set(_SAVE_OPS) | _TABLE_FILE_OPS
+        needed = {
+            name
+            for name, scopes in self.functions.items()
+            if any(n.op in file_ops for s in scopes for n in s.nodes)
+        }
+        stack = list(needed)
+        while stack:
+            for caller, *_ in self.sites.get(stack.pop(), ()):
+                if caller.name in self.functions and caller.name not in needed:
+                    needed.add(caller.name)
+                    stack.append(caller.name)
+        return sorted(needed)
 
     def _args_bound_by_all(
         self, name, scope, derives, bound, object_sites, graph_sites
@@ -766,10 +793,9 @@ class _Analysis:
         ]
         if not sites and candidates is None:
             return set()
-        for caller, node, direct in sites:
+        for caller, _, direct, inputs in sites:
             if not direct:
                 return set()
-            inputs = _data_inputs(node)
             ok = {
                 arg
                 for arg, ref in zip(scope.args, inputs)
@@ -798,7 +824,7 @@ class _Analysis:
                 self._prefix_ok(scope, i, bound, depth + 1) for i in inputs
             )
         if node.op == "StringJoin":
-            separator = node.attr["separator"].s
+            separator = _attr_string(node, "separator")
             return (
                 b".." not in separator
                 and bool(inputs)
@@ -844,6 +870,25 @@ class _Analysis:
                         )
                     )
 
+        for scope, node, op in self.op_calls:
+            self.op_counts[op] += 1
+            if self._dead(scope, node):
+                continue
+            if op in _safe_ops.SAFE_OPS:
+                continue
+            if not _compat.is_op_registered(op):
+                self.unregistered.add(op)
+                continue
+            self.findings.append(
+                Finding(
+                    op,
+                    f"{_HINTS.get(op, _GENERIC)}; run as a function by this "
+                    "node's function-valued attr",
+                    scope.name,
+                    node.name,
+                    tuple(sorted(self._node_entries(scope, node))),
+                )
+            )
         if dead:
             self.exemptions.append(
                 "graph nodes that no signature, init op, collection or saver "
@@ -874,6 +919,8 @@ class _Analysis:
             return None  # a call: the callee is judged on its own
         if op in _safe_ops.SAFE_OPS:
             return None
+        if self.meta_graph is None and op in _safe_ops.EMBEDDED_GRAPH_OPS:
+            return None
         if not _compat.is_op_registered(op):
             self.unregistered.add(op)
             return None
@@ -885,8 +932,17 @@ class _Analysis:
             return self._judge_table(scope, node)
         if op == "DatasetFromGraph":
             return self._judge_embedded(scope, node)
+        if op in ("DecodeProtoV2", "EncodeProto"):
+            source = _attr_string(node, "descriptor_source") or b"local://"
+            if source == b"local://" or source.startswith(b"bytes://"):
+                return None
+            where = source.decode("utf8", "replace")
+            return f"loads a proto descriptor from {where!r}"
         if op == "PrintV2":
-            stream = node.attr["output_stream"].s.decode("utf8", "replace")
+            stream = _attr_string(node, "output_stream").decode(
+                "utf8", "replace"
+            )
+            stream = stream or "stderr"  # the OpDef's default
             if stream in _PRINT_STREAMS:
                 return None
             return f"prints to {stream!r}"
@@ -922,14 +978,27 @@ class _Analysis:
                 x.startswith(_INIT_LABEL) for x in labels
             )
         if not proven:
+            bad = self._bad_asset_names()
             return (
                 "reads a file that is not provably one of the model's own "
                 "assets (a plain relative name inside assets/)"
+                + (f"; asset file names refused: {bad}" if bad else "")
             )
         self.exemptions.append(
             f"{node.op} in {scope.name}: reads one of the model's assets"
         )
         return None
+
+    def _bad_asset_names(self):
+        if self.meta_graph is None:
+            return []
+        return sorted(
+            {
+                a.filename
+                for a in self.meta_graph.asset_file_def
+                if not _plain_asset(self.path, a.filename)
+            }
+        )
 
     def _judge_embedded(self, scope, node):
         from google.protobuf import message

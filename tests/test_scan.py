@@ -1,7 +1,11 @@
-"""The safety gate: risky ops refuse the load before anything runs."""
+"""The safety gate: ops off the allowlist refuse the load before it runs."""
 
 import logging
 import os
+import pathlib
+import shutil
+import subprocess
+import sys
 
 import hostile
 import keras
@@ -10,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 import keras_hubkit as hk
+from keras_hubkit import _compat
 from keras_hubkit import errors
 from keras_hubkit.app import cli
 
@@ -151,6 +156,10 @@ def test_real_models_raise_no_false_alarm(real_models, name):
     assert report.findings == ()
     expected = ("TokenizerFromLogits",) if "segmenter" in name else ()
     assert report.unregistered_ops == expected
+    assert report.safe == (not expected)
+    if not expected:
+        # The saver's own checkpoint I/O is accepted by structure.
+        assert any("RestoreV2" in e for e in report.exemptions)
 
 
 def test_keras2_export_passes(tmp_path):
@@ -187,3 +196,166 @@ def test_reports_are_reused_while_the_file_is_unchanged(mul_model, tmp_path):
     assert scan_path(path) is first
     hostile.rename_op(path, "Mul", "EvilCustomOp")  # rewrites the file
     assert scan_path(path).unregistered_ops == ("EvilCustomOp",)
+
+
+def test_saver_is_exempt_by_structure_only(mul_model, tmp_path):
+    report = hk.scan(mul_model)
+    assert report.safe and report.op_counts["SaveV2"] == 1
+    # Same functions, same names, but saver_def no longer registers them.
+    path = str(tmp_path / "unregistered")
+    shutil.copytree(mul_model, path)
+    hostile.unregister_saver(path)
+    assert {f.op for f in hk.scan(path).findings} == {
+        "SaveV2",
+        "RestoreV2",
+        "MergeV2Checkpoints",
+    }
+    # The registered saver, writing outside its checkpoint prefix.
+    path = str(tmp_path / "escaping")
+    shutil.copytree(mul_model, path)
+    hostile.redirect_saver_suffix(path, "/../../../tmp/evil")
+    assert {f.op for f in hk.scan(path).findings} == {
+        "SaveV2",
+        "MergeV2Checkpoints",
+    }
+
+
+def test_missing_custom_op_names_the_package(real_models):
+    path = str(real_models / "tf_text_segmenter_hub_module")
+    report = hk.scan(path)
+    assert report.missing_packages == ("tensorflow-text",)
+    with pytest.raises(errors.CustomOpError) as info:
+        hk.load(path)
+    message = str(info.value)
+    assert "TokenizerFromLogits" in message
+    assert "pip install tensorflow-text" in message
+    assert "import tensorflow_text" in message
+    assert not isinstance(info.value, errors.UnsafeModelError)
+    assert isinstance(info.value, errors.HandleError)  # as before
+
+
+def test_custom_op_registered_later_is_picked_up(real_models, monkeypatch):
+    """The scan memo is not a cache of the failure (issue 14, point 3).
+
+    `import tensorflow_text` registers TokenizerFromLogits; this stands in
+    for it at the registry boundary (tensorflow-text is not a test
+    dependency). `test_custom_op_library_loaded_later` does it for real.
+    """
+    path = str(real_models / "tf_text_segmenter_hub_module")
+    with pytest.raises(errors.CustomOpError):
+        hk.load(path)
+    registered = _compat.is_op_registered
+    monkeypatch.setattr(
+        _compat,
+        "is_op_registered",
+        lambda op: op == "TokenizerFromLogits" or registered(op),
+    )
+    report = hk.scan(path)
+    assert report.safe  # a reviewed tensorflow-text op, rescanned
+    # TensorFlow itself still lacks the op here; its error is typed too.
+    with pytest.raises(errors.CustomOpError, match="tensorflow-text"):
+        hk.load(path)
+
+
+_RETRY_SCRIPT = """
+import sys
+import tensorflow as tf
+import keras_hubkit as hk
+from keras_hubkit import errors
+
+path, library = sys.argv[1:]
+try:
+    hk.load(path, allow_ops=["HubkitTestDouble"])
+    sys.exit("loaded before the op was registered")
+except errors.CustomOpError as e:
+    assert "HubkitTestDouble" in str(e), e
+tf.load_op_library(library)  # what importing a custom-op package does
+try:
+    hk.load(path)
+    sys.exit("a custom op passed without review")
+except errors.UnsafeModelError as e:
+    assert "allow_ops=['HubkitTestDouble']" in str(e), e
+obj = hk.load(path, allow_ops=["HubkitTestDouble"])
+print("RESULT", obj(tf.constant([1.5, -2.0])).numpy().tolist())
+"""
+
+_BUILD_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[3])
+import hostile
+hostile.save_custom_op_model(sys.argv[1], sys.argv[2])
+"""
+
+
+def _python(*args, timeout=300):
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def custom_op_library(tmp_path_factory):
+    compiler = shutil.which("g++")
+    if compiler is None:
+        pytest.skip("building a custom op needs g++")
+    source = pathlib.Path(__file__).parent / "data" / "hubkit_test_op.cc"
+    library = str(tmp_path_factory.mktemp("custom_op") / "hubkit_test_op.so")
+    subprocess.run(
+        [
+            compiler,
+            *("-std=c++17", "-shared", "-fPIC", "-O0"),
+            *(str(source), "-o", library),
+            *tf.sysconfig.get_compile_flags(),
+            *tf.sysconfig.get_link_flags(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return library
+
+
+@pytest.mark.slow
+def test_custom_op_library_loaded_later(custom_op_library, tmp_path):
+    """A fresh interpreter: refused while the op is missing, loads once the
+    library registering it is loaded, in the same process."""
+    path = str(tmp_path / "custom")
+    tests = str(pathlib.Path(__file__).parent)
+    _python("-c", _BUILD_SCRIPT, path, custom_op_library, tests)
+    out = _python("-c", _RETRY_SCRIPT, path, custom_op_library)
+    assert "RESULT [3.0, -4.0]" in out
+
+
+def test_op_named_by_a_function_attr_is_judged(mul_model, tmp_path):
+    path = str(tmp_path / "m")
+    shutil.copytree(mul_model, path)
+    hostile.add_op_called_as_function(path, "ReadFile")
+    (finding,) = hk.scan(path).findings
+    assert finding.op == "ReadFile" and finding.node == "innocent"
+    assert "function-valued attr" in finding.reason
+
+
+def test_decode_proto_is_judged_by_its_descriptor_source(tmp_path):
+    def save(name, source):
+        def call(x):
+            _, values = tf.io.decode_proto(
+                tf.fill(tf.shape(x), ""),
+                message_type="tensorflow.TensorShapeProto",
+                field_names=["unknown_rank"],
+                output_types=[tf.bool],
+                descriptor_source=source,
+            )
+            return x + tf.cast(tf.size(values[0]), tf.float32)
+
+        return hostile._save_call(str(tmp_path / name), call)
+
+    assert hk.scan(save("local", "local://")).safe
+    (finding,) = hk.scan(save("file", str(tmp_path / "evil.desc"))).findings
+    assert finding.op == "DecodeProtoV2" and "evil.desc" in finding.reason
