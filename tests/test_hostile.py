@@ -17,8 +17,8 @@ import tensorflow as tf
 from google.protobuf import descriptor_pb2
 
 import keras_hubkit as hk
-from keras_hubkit.app import cli
 from keras_hubkit import errors
+from keras_hubkit.app import cli
 
 SECRET = "top secret\n"
 
