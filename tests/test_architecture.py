@@ -41,14 +41,8 @@ PROPERTY_MACHINERY = {"fset", "fget", "fdel"}
 # they are ours, whatever object holds them.
 OWN_PREFIX = "_hubkit"
 # Private names of the standard library (not Keras/TF), each with its use.
-STDLIB_PRIVATE = {
-    # _http.py: the socket under an http.client response, to give reads
-    # their own timeout (urlopen has none for reads).
-    "_sock",
-    # _http.py: the SSL context urllib's HTTPSHandler keeps, passed on to
-    # our own connection class (urllib has no public getter).
-    "_context",
-}
+# Standard-library private names the package may use (none today).
+STDLIB_PRIVATE = set()
 
 # Bases whose classes inherit the framework's private attributes: a
 # `self._x` in any other class is the class's own state, even where the
