@@ -79,3 +79,32 @@ def test_library_import_loads_no_tuner_and_patches_nothing():
         "plots": False,
         "patched": False,
     }
+
+
+def test_public_names_survive_submodule_imports():
+    # Lazy mode (nothing imported before us): importing the submodule
+    # `keras_hubkit.scan` must not turn `hk.scan` into that module.
+    code = textwrap.dedent(
+        """
+        import importlib, json, types
+        import keras_hubkit as hk
+        for module, _ in vars(hk)["_LAZY"].values():
+            importlib.import_module(module)
+        wrong = [
+            name for name, (module, attribute) in vars(hk)["_LAZY"].items()
+            if attribute is not None
+            and isinstance(getattr(hk, name), types.ModuleType)
+        ]
+        print(json.dumps(wrong))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PACKAGE.parent,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
