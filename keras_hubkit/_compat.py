@@ -63,3 +63,18 @@ def patch_keras_tuner_tensorboard():
 
     configure._hubkit_patched = True
     tuner_module.Tuner._configure_tensorboard_dir = configure
+
+
+# --- shared: nested layers (issue 17; export.py and finetune/runner.py) ---
+def all_layers(layer):
+    """`layer` and every layer nested in it, each once, outer first.
+
+    Keras 3 has no public way to walk nested layers (`Model.layers` lists
+    direct children only); `Layer._flatten_layers` has done it since Keras
+    3.0 (and in tf.keras before). Export collects regularization losses and
+    fine-tuning sets trainability through it.
+    """
+    seen = {}
+    for sub in [layer, *layer._flatten_layers(include_self=False)]:
+        seen.setdefault(id(sub), sub)
+    return list(seen.values())

@@ -259,32 +259,22 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
                 validation_data[0],
                 one_hot(validation_data[1], self.num_classes),
             )
+        fit_kwargs = dict(
+            validation_data=validation_data,
+            callbacks=callbacks,
+            verbose=verbose,
+            **kwargs,
+        )
         if (
             self.cache_features
             and len(runner.stages) == 1
             and not initial_epoch
             and not isinstance(x, dict)
         ):
-            history = self._fit_on_features(
-                hp,
-                model,
-                runner,
-                x,
-                y,
-                validation_data,
-                callbacks,
-                verbose,
-                **kwargs,
-            )
+            history = self._fit_on_features(hp, model, runner, x, y, fit_kwargs)
         else:
             history = runner.run(
-                x,
-                y,
-                validation_data=validation_data,
-                callbacks=callbacks,
-                verbose=verbose,
-                initial_epoch=initial_epoch,
-                **kwargs,
+                x, y, initial_epoch=initial_epoch, **fit_kwargs
             )
         if history.stopped_on_nan:
             raise TrialDivergedError(
@@ -298,18 +288,7 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         result.epoch = history.epoch
         return result
 
-    def _fit_on_features(
-        self,
-        hp,
-        model,
-        runner,
-        x,
-        y,
-        validation_data,
-        callbacks,
-        verbose,
-        **kwargs,
-    ):
+    def _fit_on_features(self, hp, model, runner, x, y, fit_kwargs):
         """Head-only trial: the frozen base runs once per handle and data."""
         base = model.get_layer("base")
         features = self._features(hp.get("handle"), base, x)
@@ -318,23 +297,22 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         for layer in model.layers[model.layers.index(base) + 1 :]:
             head_out = layer(head_out)
         head = keras.Model(head_in, head_out)
-        val = None
+        validation_data = fit_kwargs.pop("validation_data", None)
         if validation_data is not None:
-            val = (
+            validation_data = (
                 self._features(hp.get("handle"), base, validation_data[0]),
                 validation_data[1],
             )
         stage_runner = StagedFineTuner(
             head, runner.stages, loss=runner.loss, metrics=self.metrics
         )
-        forwarded = [_ForwardTo(model, c) for c in callbacks or []]
+        callbacks = fit_kwargs.pop("callbacks", None) or []
         return stage_runner.run(
             features,
             y,
-            validation_data=val,
-            callbacks=forwarded,
-            verbose=verbose,
-            **kwargs,
+            validation_data=validation_data,
+            callbacks=[_ForwardTo(model, c) for c in callbacks],
+            **fit_kwargs,
         )
 
     def _features(self, handle, base, x):

@@ -372,42 +372,16 @@ def _global_options(parser, suppress):
     )
 
 
-def build_parser():
-    """The `hubkit` argument parser (commands and their options)."""
-    parser = argparse.ArgumentParser(
-        prog="hubkit",
-        description="TF2 SavedModels and TF Hub models for Keras 3.",
-    )
-    _global_options(parser, suppress=False)
-    # The global options are accepted after the command too.
-    common = argparse.ArgumentParser(add_help=False)
-    _global_options(common, suppress=True)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
-
-    def command(name, **kwargs):
-        return commands.add_parser(name, parents=[common], **kwargs)
-
-    demo = command(
-        "demo",
-        help="run the offline demo (no download)",
-        description="Publish a small SavedModel, then reuse and fine-tune "
-        "it with HubLayer, offline. Needs the demo extra: " + DEMO_EXTRA,
-    )
+def _demo_arguments(demo):
     demo.add_argument(
         "--output-dir", default="hubkit_demo", help="where results go"
     )
     demo.add_argument(
         "--quick", action="store_true", help="fewer epochs (for tests)"
     )
-    demo.set_defaults(func=_demo)
 
-    run = command(
-        "run",
-        help="run a recipe file (train, evaluate, export)",
-        description="Run a recipe (TOML): data, handle, head, stage plan, "
-        "optional search, export. See recipes/ for examples.",
-    )
+
+def _run_arguments(run):
     run.add_argument("recipe", help="the recipe file")
     run.add_argument(
         "--set",
@@ -417,66 +391,41 @@ def build_parser():
         "--set stages.0.epochs=1 (repeatable)",
     )
     run.add_argument("--output", help="output folder (default: the recipe's)")
-    run.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="write into an output folder that already holds files",
-    )
-    run.set_defaults(func=_run)
+    _overwrite_option(run)
 
-    train = command(
-        "train",
-        help="train a classifier from a folder or CSV (common case)",
-        description="Train a classifier: a HubLayer plus a head, trained on "
-        "class folders (images or .txt files) or a CSV, then evaluated on a "
-        "held-out split and exported (SavedModel, labels.txt, metrics.json, "
-        "pictures).",
-    )
-    _train_arguments(train)
-    train.set_defaults(func=_train)
 
-    export = command(
-        "export",
-        help="re-export a model as a reusable SavedModel",
-        description="Re-export a SavedModel handle or a .keras file as a "
-        "reusable SavedModel (atomic).",
-    )
+def _export_arguments(export):
     export.add_argument("source", help="a handle, or a .keras file")
     export.add_argument("dest", help="the folder to write")
-    export.add_argument(
-        "--overwrite", action="store_true", help="replace DEST if it exists"
-    )
+    _overwrite_option(export, "replace DEST (atomically) if it holds files")
     export.add_argument("--tflite", action="store_true")
-    export.add_argument("--allow-op", action="append", metavar="OP")
-    export.set_defaults(func=_export)
+    _allow_op_option(export)
 
-    inspect = command(
-        "inspect",
-        help="show a model's scan report, signatures, variables and losses",
-        description="Scan a SavedModel's ops (before anything runs), then "
-        "load it and list its __call__ traces, signatures (inputs and "
-        "outputs), variable counts and regularization losses.",
-    )
+
+def _inspect_arguments(inspect):
     inspect.add_argument("handle", help="a path or URL")
-    inspect.add_argument(
+    _allow_op_option(inspect)
+
+
+def _cache_arguments(cache):
+    cache.add_argument("action", choices=["list", "remove", "clear"])
+    cache.add_argument("handle", nargs="?", help="the handle to remove")
+    cache.add_argument("--cache-dir", help="another cache folder")
+
+
+def _overwrite_option(
+    parser, text="write into an output folder that already holds files"
+):
+    parser.add_argument("--overwrite", action="store_true", help=text)
+
+
+def _allow_op_option(parser):
+    parser.add_argument(
         "--allow-op",
         action="append",
         metavar="OP",
         help="accept this risky op (repeatable); see the scan report",
     )
-    inspect.set_defaults(func=_inspect)
-
-    cache = command(
-        "cache",
-        help="list, remove or clear downloaded models",
-        description="The download cache (TFHUB_CACHE_DIR or a per-user "
-        "folder).",
-    )
-    cache.add_argument("action", choices=["list", "remove", "clear"])
-    cache.add_argument("handle", nargs="?", help="the handle to remove")
-    cache.add_argument("--cache-dir", help="another cache folder")
-    cache.set_defaults(func=_cache)
-    return parser
 
 
 def _train_arguments(train):
@@ -491,11 +440,7 @@ def _train_arguments(train):
     train.add_argument("--label-column", default="label")
     train.add_argument("--handle", required=True, help="path or URL")
     train.add_argument("--output", required=True, help="output folder")
-    train.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="write into an output folder that already holds files",
-    )
+    _overwrite_option(train)
     train.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
     train.add_argument(
         "--epochs", type=int, default=5, help="head-only epochs (default 5)"
@@ -514,6 +459,77 @@ def _train_arguments(train):
     train.add_argument(
         "--tflite", action="store_true", help="also write model.tflite"
     )
+
+
+# name: (run, add its arguments, one-line help, description). A new command
+# is a module of this package with those two functions, and a row here.
+COMMANDS = {
+    "demo": (
+        _demo,
+        _demo_arguments,
+        "run the offline demo (no download)",
+        "Publish a small SavedModel, then reuse and fine-tune it with "
+        "HubLayer, offline. Needs the demo extra: " + DEMO_EXTRA,
+    ),
+    "run": (
+        _run,
+        _run_arguments,
+        "run a recipe file (train, evaluate, export)",
+        "Run a recipe (TOML): data, handle, head, stage plan, optional "
+        "search, export. See recipes/ for examples.",
+    ),
+    "train": (
+        _train,
+        _train_arguments,
+        "train a classifier from a folder or CSV (common case)",
+        "Train a classifier: a HubLayer plus a head, trained on class "
+        "folders (images or .txt files) or a CSV, then evaluated on a "
+        "held-out split and exported (SavedModel, labels.txt, metrics.json, "
+        "pictures).",
+    ),
+    "export": (
+        _export,
+        _export_arguments,
+        "re-export a model as a reusable SavedModel",
+        "Re-export a SavedModel handle or a .keras file as a reusable "
+        "SavedModel (atomic).",
+    ),
+    "inspect": (
+        _inspect,
+        _inspect_arguments,
+        "show a model's scan report, signatures, variables and losses",
+        "Scan a SavedModel's ops (before anything runs), then load it and "
+        "list its __call__ traces, signatures (inputs and outputs), variable "
+        "counts and regularization losses.",
+    ),
+    "cache": (
+        _cache,
+        _cache_arguments,
+        "list, remove or clear downloaded models",
+        "The download cache (TFHUB_CACHE_DIR or a per-user folder).",
+    ),
+}
+
+
+def build_parser():
+    """The `hubkit` argument parser (commands and their options)."""
+    parser = argparse.ArgumentParser(
+        prog="hubkit",
+        description="TF2 SavedModels and TF Hub models for Keras 3.",
+    )
+    _global_options(parser, suppress=False)
+    # The global options are accepted after the command too.
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, suppress=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    for name, (func, add_arguments, text, description) in COMMANDS.items():
+        command = commands.add_parser(
+            name, parents=[common], help=text, description=description
+        )
+        add_arguments(command)
+        command.set_defaults(func=func)
+    return parser
 
 
 # ---------------------------------------------------------------- main

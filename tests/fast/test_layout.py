@@ -159,3 +159,27 @@ def test_the_cache_commands_need_no_tensorflow(tmp_path):
         f"if m.split('.')[0] in {HEAVY!r})))"
     )
     assert loaded == []
+
+
+# Library modules that still print; their owners are switching them to
+# logging or callbacks (issue 17). The lead empties this list at merge.
+PENDING_PRINT = {"finetune/runner.py", "finetune/callbacks.py"}
+
+
+def test_the_library_does_not_print():
+    # The application (keras_hubkit/app) talks to a console on purpose; the
+    # library reports through logging, return values and errors.
+    offenders = []
+    for path in _core_files():
+        relative = str(path.relative_to(PACKAGE))
+        if relative in PENDING_PRINT:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf8"))
+        offenders += [
+            f"{relative}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "print"
+        ]
+    assert not offenders, "print() in library code: " + ", ".join(offenders)
