@@ -33,13 +33,17 @@ class OutputShapeError(HandleError):
 
 
 class ConfigError(HandleError):
-    """A layer cannot be serialized: its config is not JSON, or it has no
-    handle to rebuild it from."""
+    """A layer cannot be serialized.
+
+    Its config is not JSON, or it has no handle to rebuild it from.
+    """
 
 
 class RegularizationLossError(HandleError, TypeError):
-    """A SavedModel's `regularization_losses` holds something that is not a
-    zero-argument function."""
+    """A SavedModel's `regularization_losses` holds a non-function.
+
+    Each entry must be a zero-argument function returning a scalar.
+    """
 
 
 class HandleNotFoundError(HubkitError, FileNotFoundError):
@@ -63,8 +67,11 @@ class CacheError(HubkitError, OSError):
 
 
 class IncompleteModelError(HandleError, CacheError):
-    """A SavedModel folder lacks files it needs: a truncated download, or a
-    cache entry whose files were deleted (by a temp cleaner, say)."""
+    """A SavedModel folder lacks files it needs.
+
+    A truncated download, or a cache entry whose files were deleted (by a
+    temp cleaner, say).
+    """
 
 
 class OfflineError(HubkitError, ConnectionError):
@@ -96,8 +103,10 @@ class ExportError(HubkitError, ValueError):
 
 
 class OutputExistsError(ExportError, FileExistsError):
-    """The output folder already holds files and overwriting was not asked
-    for (`overwrite=True`, `--overwrite`)."""
+    """The output folder already holds files.
+
+    Overwriting was not asked for (`overwrite=True`, `--overwrite`).
+    """
 
 
 class StagePlanError(HubkitError, ValueError):
@@ -105,13 +114,17 @@ class StagePlanError(HubkitError, ValueError):
 
 
 class ScheduleError(HubkitError, ValueError):
-    """A learning-rate schedule's arguments are inconsistent (e.g. `Join`
-    boundaries that do not increase)."""
+    """A learning-rate schedule's arguments are inconsistent.
+
+    For example, `Join` boundaries that do not increase.
+    """
 
 
 class StrategyError(HubkitError, TypeError):
-    """A distribution strategy was given something it cannot run (e.g. NumPy
-    arrays under `MultiWorkerMirroredStrategy`)."""
+    """A distribution strategy was given something it cannot run.
+
+    For example, NumPy arrays under `MultiWorkerMirroredStrategy`.
+    """
 
 
 class DataError(HubkitError, ValueError):

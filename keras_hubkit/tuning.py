@@ -45,8 +45,11 @@ TUNERS = {
 class TrialDivergedError(
     errors.HubkitError, keras_tuner.errors.FailedTrialError
 ):
-    """A trial's loss became NaN or infinite: keras-tuner records the trial
-    as failed (not retried) and the search goes on."""
+    """A trial's loss became NaN or infinite.
+
+    keras-tuner records the trial as failed (not retried) and the search
+    goes on.
+    """
 
 
 class HubClassifierHyperModel(keras_tuner.HyperModel):
@@ -139,6 +142,14 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
 
     # ------------------------------------------------------------- build
     def build(self, hp):
+        """The trial's model: the chosen handle as a `HubLayer`, a head.
+
+        Args:
+            hp: the trial's `keras_tuner.HyperParameters`.
+
+        Returns:
+            A `keras.Model` with the trainability of the plan's last stage.
+        """
         handle = hp.Choice("handle", self.handles)
         inputs = self._input()
         frozen = (
@@ -160,9 +171,12 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         return model
 
     def _base(self, handle, frozen):
-        """The SavedModel for a trial. Trials that never train the base
-        share one loaded object (nothing changes it); any other trial
-        loads its own, so fine-tuned weights never leak between trials."""
+        """The SavedModel for a trial.
+
+        Trials that never train the base share one loaded object (nothing
+        changes it); any other trial loads its own, so fine-tuned weights
+        never leak between trials.
+        """
         if not frozen:
             return self.paths[handle]
         if handle not in self._frozen_bases:
@@ -325,8 +339,10 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
 
 
 class _ForwardTo(keras.callbacks.Callback):
-    """Runs keras-tuner's callbacks against the full model (whose weights
-    the head shares) while only the head trains."""
+    """Runs keras-tuner's callbacks against the full model.
+
+    The full model shares the head's weights while only the head trains.
+    """
 
     def __init__(self, model, inner):
         super().__init__()

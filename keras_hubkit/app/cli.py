@@ -216,8 +216,11 @@ def _export(args):
 
 
 def _require_reusable(obj, source):
-    """Refuses a signature-only model: re-exporting it would write a model
-    without `__call__`, which `HubLayer` cannot fine-tune or reuse."""
+    """Refuses a signature-only model.
+
+    Re-exporting it would write a model without `__call__`, which `HubLayer`
+    cannot fine-tune or reuse.
+    """
     from keras_hubkit import errors
     from keras_hubkit._savedmodel import public_signatures
 
