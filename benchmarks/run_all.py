@@ -22,6 +22,9 @@ SCRIPTS = [
     "bench_memory.py",
 ]
 PAGE = os.path.join(_common.ROOT, "docs", "benchmarks.md")
+IMPORTTIME = (
+    'python -X importtime -c "import keras_hubkit, keras_hubkit.hub_layer"'
+)
 
 
 def main(argv=None):
@@ -183,8 +186,7 @@ def _startup_section(data):
         f"at once: {_common.fmt_ratio(r['import keras, keras_hubkit'])} the "
         "time of `import keras` (target ≤ 1.1x). `hubkit --help` imports no "
         f"TensorFlow: {ms['hubkit --help']:.0f} ms (target < 1 s). "
-        '`python -X importtime -c "import keras_hubkit, keras_hubkit.hub_layer"` '
-        "shows what remains.",
+        f"`{IMPORTTIME}` shows what remains.",
         "",
     ]
 
