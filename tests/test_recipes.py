@@ -315,7 +315,7 @@ def test_mismatched_image_sizes(tmp_path):
 
 def test_csv_without_the_named_columns(tmp_path):
     path = _write_csv(tmp_path / "r.csv")
-    with pytest.raises(errors.DataError, match=r"no column 'text'.*review"):
+    with pytest.raises(errors.DataError, match=r"column 'text'.*review"):
         data_lib.text_csv(str(path))
 
 
