@@ -264,7 +264,27 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         verbose=0,
         **kwargs,
     ):
-        """Runs the staged plan the hyperparameters choose."""
+        """Runs the staged plan the hyperparameters choose.
+
+        Args:
+            hp: the trial's `keras_tuner.HyperParameters`.
+            model: the model `build(hp)` returned.
+            x: inputs.
+            y: integer class labels (or one-hot rows).
+            epochs: total epochs (default: the longest plan's).
+            initial_epoch: where Hyperband continues a trial.
+            validation_data: `(x, y)` with the same label form as `y`.
+            callbacks: keras-tuner's callbacks.
+            verbose: Keras verbosity.
+            **kwargs: more `fit` arguments (`batch_size`, ...).
+
+        Returns:
+            A `keras.callbacks.History` of the whole plan.
+
+        Raises:
+            TrialDivergedError: the loss became NaN (keras-tuner records the
+                trial as failed and goes on).
+        """
         epochs = epochs or self._max_epochs(hp)
         runner = self._runner(hp, model, epochs)
         y = one_hot(y, self.num_classes)
@@ -292,8 +312,10 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
             )
         if history.stopped_on_nan:
             raise TrialDivergedError(
-                f"The loss became NaN with {hp.values}; the trial is "
-                "recorded as failed and the search goes on."
+                "Expected a finite loss. Received: the loss became NaN "
+                f"with hyperparameters={hp.values}. The trial is recorded as "
+                "failed and the search goes on; narrow the learning-rate "
+                "range if many trials fail."
             )
         result = keras.callbacks.History()
         result.history = {
