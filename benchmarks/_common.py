@@ -12,7 +12,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
-REAL = os.path.join(os.path.dirname(ROOT), "shared", "testdata", "real_models")
+# The real models live outside the repository; HUBKIT_REAL_MODELS names the
+# folder, as for the tests.
+REAL = os.environ.get("HUBKIT_REAL_MODELS") or os.path.join(
+    os.path.dirname(ROOT), "shared", "testdata", "real_models"
+)
 sys.path.insert(0, os.path.join(ROOT, "tests"))  # the fixture builders
 
 

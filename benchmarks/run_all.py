@@ -14,6 +14,7 @@ import sys
 import _common
 
 SCRIPTS = [
+    "bench_startup.py",
     "bench_layer.py",
     "bench_load.py",
     "bench_search.py",
@@ -21,6 +22,9 @@ SCRIPTS = [
     "bench_memory.py",
 ]
 PAGE = os.path.join(_common.ROOT, "docs", "benchmarks.md")
+IMPORTTIME = (
+    'python -X importtime -c "import keras_hubkit, keras_hubkit.hub_layer"'
+)
 
 
 def main(argv=None):
@@ -66,6 +70,7 @@ def write_page():
         lines += _environment(layer["environment"])
         lines += _layer_section(layer)
     for name, render in (
+        ("startup", _startup_section),
         ("load", _load_section),
         ("search", _search_section),
         ("quality", _quality_section),
@@ -155,6 +160,35 @@ def _layer_findings(layer):
         f"{worst['model']}, batch {worst['batch']}, {worst['kind']}: "
         f"{_common.fmt_ratio(worst['vs']['raw'])}."
     )
+
+
+def _startup_section(data):
+    ms = {k: v["median"] * 1000 for k, v in data["seconds"].items()}
+    r = data["time_ratio"]
+    return [
+        "## Start-up",
+        "",
+        "`python benchmarks/bench_startup.py`: fresh interpreters, in turns, "
+        f"{data['repeats']} runs each; time ratios to `import keras` "
+        "(< 1: cheaper).",
+        "",
+        "| command | ms (median) | time vs `import keras` |",
+        "|---|---|---|",
+        *[
+            f"| `{name}` | {ms[name]:.0f} | "
+            + (_common.fmt_ratio(r[name]) if name in r else "1.00x")
+            + " |"
+            for name in data["seconds"]
+        ],
+        "",
+        "`import keras_hubkit` loads names on first use, so alone it costs "
+        "the interpreter's start; after `import keras` it loads the library "
+        f"at once: {_common.fmt_ratio(r['import keras, keras_hubkit'])} the "
+        "time of `import keras` (target ≤ 1.1x). `hubkit --help` imports no "
+        f"TensorFlow: {ms['hubkit --help']:.0f} ms (target < 1 s). "
+        f"`{IMPORTTIME}` shows what remains.",
+        "",
+    ]
 
 
 def _load_section(data):

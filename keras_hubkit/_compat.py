@@ -65,13 +65,14 @@ def patch_keras_tuner_tensorboard():
     tuner_module.Tuner._configure_tensorboard_dir = configure
 
 
-# --- export (re-exporting Keras models and HubLayers) ---
-def all_sublayers(layer):
-    """`layer` and every layer nested in it, each once.
+# --- shared: nested layers (issue 17; export.py and finetune/runner.py) ---
+def all_layers(layer):
+    """`layer` and every layer nested in it, each once, outer first.
 
-    Keras 3 has no public recursive listing (`Model.layers` is one level
-    and plain layers do not expose theirs); `_flatten_layers` is the walk
-    Keras itself uses for weights and losses (Keras 3.0 through 3.15).
+    Keras 3 has no public way to walk nested layers (`Model.layers` lists
+    direct children only); `Layer._flatten_layers` has done it since Keras
+    3.0 (and in tf.keras before). Export collects regularization losses and
+    fine-tuning sets trainability through it.
     """
     seen = {}
     for sub in [layer, *layer._flatten_layers(include_self=False)]:
@@ -245,7 +246,8 @@ def optimizer_for_variable(optimizer, variable):
 def learning_rate_schedule(optimizer):
     """The `LearningRateSchedule` behind `optimizer.learning_rate`, or the
     float rate: the public property returns the current value only (Keras
-    3.0 through 3.15 keep the schedule in `_learning_rate`)."""
+    3.0 through 3.15 keep the schedule in `_learning_rate`).
+    """
     return optimizer._learning_rate
 
 

@@ -381,7 +381,8 @@ def _watched(base, clock):
 
 class _WatchedTLSContext(ssl.SSLContext):
     """Registers each TLS socket with the deadline before its handshake,
-    so a server that drips the handshake is cut off too."""
+    so a server that drips the handshake is cut off too.
+    """
 
     clock = None
 

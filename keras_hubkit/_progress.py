@@ -8,8 +8,11 @@ from keras_hubkit import constants
 
 
 def progress_enabled(progress) -> bool:
-    """`progress` if given, else on when stderr is a terminal (and
-    `HUBKIT_PROGRESS` is not "0")."""
+    """Whether to draw a progress bar.
+
+    `progress` if given, else on when stderr is a terminal (and
+    `HUBKIT_PROGRESS` is not "0").
+    """
     if progress is not None:
         return bool(progress)
     if os.environ.get(constants.PROGRESS_ENV, "").strip() == "0":

@@ -570,8 +570,7 @@ STRUCTURAL = {
         "the binary) or 'bytes://...' (the descriptor inline), never a file"
     ),
     "EncodeProto": (
-        "only with descriptor_source 'local://' or 'bytes://...', never a "
-        "file"
+        "only with descriptor_source 'local://' or 'bytes://...', never a file"
     ),
 }
 

@@ -4,6 +4,11 @@ Each error also inherits the builtin a caller would naturally catch
 (`ValueError`, `FileNotFoundError`, `OSError`, ...), so code written against
 `tensorflow_hub` keeps working, while `except hk.errors.HubkitError` catches
 everything this package raises on purpose.
+
+One class per kind of failure. Where a kind was split out of a broader class
+(`HandleError` once covered layer arguments, output shapes, configs,
+regularization losses and incomplete models), the new class subclasses the
+old one, so `except HandleError` still catches what it caught before.
 """
 
 
@@ -17,6 +22,28 @@ class BackendError(HubkitError, NotImplementedError):
 
 class HandleError(HubkitError, ValueError):
     """A handle is malformed, or names something that is not a SavedModel."""
+
+
+class LayerArgumentError(HandleError):
+    """`HubLayer` arguments do not fit together or do not fit the handle."""
+
+
+class OutputShapeError(HandleError):
+    """An `output_shape` is not a shape or a nest of shapes."""
+
+
+class LayerConfigError(HandleError):
+    """A layer cannot be serialized.
+
+    Its config is not JSON, or it has no handle to rebuild it from.
+    """
+
+
+class RegularizationLossError(HandleError, TypeError):
+    """A SavedModel's `regularization_losses` holds a non-function.
+
+    Each entry must be a zero-argument function returning a scalar.
+    """
 
 
 class HandleNotFoundError(HubkitError, FileNotFoundError):
@@ -47,6 +74,14 @@ class ConfigError(HubkitError, ValueError):
     """An environment variable or setting holds a value that cannot work."""
 
 
+class IncompleteModelError(HandleError, CacheError):
+    """A SavedModel folder lacks files it needs.
+
+    A truncated download, or a cache entry whose files were deleted (by a
+    temp cleaner, say).
+    """
+
+
 class OfflineError(HubkitError, ConnectionError):
     """Offline mode is on and the handle is not in the cache."""
 
@@ -75,8 +110,29 @@ class ExportError(HubkitError, ValueError):
     """A re-export was refused: bad destination, bad weights, or bad object."""
 
 
+class OutputExistsError(ExportError, FileExistsError):
+    """The output folder already holds files.
+
+    Overwriting was not asked for (`overwrite=True`, `--overwrite`).
+    """
+
+
 class StagePlanError(HubkitError, ValueError):
     """A fine-tuning stage plan cannot be carried out."""
+
+
+class ScheduleError(HubkitError, ValueError):
+    """A learning-rate schedule's arguments are inconsistent.
+
+    For example, `Join` boundaries that do not increase.
+    """
+
+
+class StrategyError(HubkitError, TypeError):
+    """A distribution strategy was given something it cannot run.
+
+    For example, NumPy arrays under `MultiWorkerMirroredStrategy`.
+    """
 
 
 class DataError(HubkitError, ValueError):

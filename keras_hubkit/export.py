@@ -215,7 +215,7 @@ class _ReusableKeras:
             if id(variable) not in seen and regularizer is not None:
                 seen.add(id(variable))
                 losses.append(_weight_loss(variable))
-        for sub in _compat.all_sublayers(self.layer):
+        for sub in _compat.all_layers(self.layer):
             if isinstance(sub, HubLayer) and sub.trainable:
                 losses += [
                     _zero_arg(fn)

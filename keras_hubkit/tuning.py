@@ -49,8 +49,11 @@ TUNERS = {
 class TrialDivergedError(
     errors.HubkitError, keras_tuner.errors.FailedTrialError
 ):
-    """A trial's loss became NaN or infinite: keras-tuner records the trial
-    as failed (not retried) and the search goes on."""
+    """A trial's loss became NaN or infinite.
+
+    keras-tuner records the trial as failed (not retried) and the search
+    goes on.
+    """
 
 
 class HubClassifierHyperModel(keras_tuner.HyperModel):
@@ -145,6 +148,14 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
 
     # ------------------------------------------------------------- build
     def build(self, hp):
+        """The trial's model: the chosen handle as a `HubLayer`, a head.
+
+        Args:
+            hp: the trial's `keras_tuner.HyperParameters`.
+
+        Returns:
+            A `keras.Model` with the trainability of the plan's last stage.
+        """
         handle = hp.Choice("handle", self.handles)
         inputs = self._input()
         frozen = (
@@ -166,9 +177,12 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         return model
 
     def _base(self, handle, frozen):
-        """The SavedModel for a trial. Trials that never train the base
-        share one loaded object (nothing changes it); any other trial
-        loads its own, so fine-tuned weights never leak between trials."""
+        """The SavedModel for a trial.
+
+        Trials that never train the base share one loaded object (nothing
+        changes it); any other trial loads its own, so fine-tuned weights
+        never leak between trials.
+        """
         if not frozen:
             return self.paths[handle]
         if handle not in self._frozen_bases:
@@ -256,7 +270,27 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         verbose=0,
         **kwargs,
     ):
-        """Runs the staged plan the hyperparameters choose."""
+        """Runs the staged plan the hyperparameters choose.
+
+        Args:
+            hp: the trial's `keras_tuner.HyperParameters`.
+            model: the model `build(hp)` returned.
+            x: inputs.
+            y: integer class labels (or one-hot rows).
+            epochs: total epochs (default: the longest plan's).
+            initial_epoch: where Hyperband continues a trial.
+            validation_data: `(x, y)` with the same label form as `y`.
+            callbacks: keras-tuner's callbacks.
+            verbose: Keras verbosity.
+            **kwargs: more `fit` arguments (`batch_size`, ...).
+
+        Returns:
+            A `keras.callbacks.History` of the whole plan.
+
+        Raises:
+            TrialDivergedError: the loss became NaN (keras-tuner records the
+                trial as failed and goes on).
+        """
         epochs = epochs or self._max_epochs(hp)
         runner = self._runner(hp, model, epochs)
         y = one_hot(y, self.num_classes)
@@ -294,8 +328,10 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
             )
         if history.stopped_on_nan:
             raise TrialDivergedError(
-                f"The loss became NaN with {hp.values}; the trial is "
-                "recorded as failed and the search goes on."
+                "Expected a finite loss. Received: the loss became NaN "
+                f"with hyperparameters={hp.values}. The trial is recorded as "
+                "failed and the search goes on; narrow the learning-rate "
+                "range if many trials fail."
             )
         result = keras.callbacks.History()
         result.history = {
@@ -366,7 +402,8 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
     def _trainer(self, feature_shape, head_layers):
         """The `_HeadTrainer` for heads shaped like `head_layers` on
         features of `feature_shape`: one per shape, reused by every trial
-        with that shape."""
+        with that shape.
+        """
         key = _head_key(feature_shape, head_layers)
         if key is None:
             return _HeadTrainer.wrap(feature_shape, head_layers)
@@ -460,7 +497,8 @@ class _HeadTrainer(keras.Model):
 
 class _CopyWeights(keras.callbacks.Callback):
     """Copies the trainer's head weights into the trial's model after every
-    epoch, before keras-tuner's callbacks look at it."""
+    epoch, before keras-tuner's callbacks look at it.
+    """
 
     def __init__(self, source, target):
         super().__init__()
@@ -515,8 +553,10 @@ class _CheckpointAtEnd(keras.callbacks.Callback):
 
 
 class _ForwardTo(keras.callbacks.Callback):
-    """Runs keras-tuner's callbacks against the full model (whose weights
-    the head shares) while only the head trains."""
+    """Runs keras-tuner's callbacks against the full model.
+
+    The full model shares the head's weights while only the head trains.
+    """
 
     def __init__(self, model, inner):
         super().__init__()
@@ -623,7 +663,8 @@ def _assign(targets, values):
 
 def _config_key(value):
     """A comparable text for a compile argument, or None when it has no
-    faithful Keras config (then nothing is reused)."""
+    faithful Keras config (then nothing is reused).
+    """
     try:
         config = keras.saving.serialize_keras_object(value)
         return json.dumps(config, sort_keys=True)
@@ -639,7 +680,8 @@ def _compile_key(optimizer, loss, metrics, kwargs):
 def _head_key(feature_shape, head_layers):
     """What a head's compiled functions depend on: its layers' classes and
     configs (names aside) on features of `feature_shape`; None when a layer
-    has no JSON config (then the head is not reused)."""
+    has no JSON config (then the head is not reused).
+    """
     parts = [tuple(feature_shape)]
     for layer in head_layers:
         try:
@@ -653,7 +695,8 @@ def _head_key(feature_shape, head_layers):
 @contextlib.contextmanager
 def _random_state_kept():
     """Runs the block, then puts Python's and NumPy's global random state
-    back as they were."""
+    back as they were.
+    """
     python_state = random.getstate()
     numpy_state = np.random.get_state()
     try:

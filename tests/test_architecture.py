@@ -339,3 +339,17 @@ def test_tests_use_public_names_of_the_package():
     assert not found, "Tests call private names of the package:\n" + "\n".join(
         found
     )
+
+
+def test_all_layers_walks_nested_layers_once():
+    from keras_hubkit import _compat
+
+    shared = keras.layers.Dense(2, name="shared")
+    inner = keras.Sequential([keras.Input((2,)), shared], name="inner")
+    outer = keras.Sequential(
+        [keras.Input((2,)), inner, shared, keras.layers.Dense(1, name="out")]
+    )
+    names = [layer.name for layer in _compat.all_layers(outer)]
+    assert names[0] == outer.name
+    assert names.count("shared") == 1
+    assert {"inner", "shared", "out"} <= set(names)

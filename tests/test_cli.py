@@ -1,5 +1,10 @@
-"""The `hubkit` command line."""
+"""The `hubkit` command line, on commands that load TensorFlow.
 
+Usage mistakes that stop before TensorFlow are in tests/fast/test_cli_usage.py.
+"""
+
+import os
+import re
 import subprocess
 import sys
 
@@ -7,29 +12,30 @@ import pytest
 
 from keras_hubkit.app import cli
 
+# What TensorFlow writes to stderr while it starts (see cli._STARTUP_NOISE).
+NOISE = re.compile(r"^[IW]\d{4} |absl::InitializeLog|cuInit", re.M)
 
-def test_help_lists_commands(capsys):
-    with pytest.raises(SystemExit):
-        cli.main(["--help"])
-    assert "demo" in capsys.readouterr().out
+
+def _hubkit(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "keras_hubkit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": ""},
+    )
+
+
+def test_tensorflow_start_up_lines_are_hidden(image_model):
+    out = _hubkit("inspect", image_model)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "__call__ traces" in out.stdout
+    assert not NOISE.search(out.stderr), out.stderr
 
 
 @pytest.mark.slow
 def test_demo_runs_offline(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "keras_hubkit",
-            "demo",
-            "--quick",
-            "--output-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out = _hubkit("demo", "--quick", "--output-dir", tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     for method in ("head only", "staged fine-tuning", "from scratch"):
         assert method in out.stdout
@@ -61,3 +67,27 @@ def test_cache_commands(tmp_path, mul_model, capsys):
     assert not entry.exists()
     cli.main(["cache", "clear", "--cache-dir", str(tmp_path)])
     assert "Removed 0 models" in capsys.readouterr().out
+
+
+def test_export_refuses_a_signature_only_model(
+    signature_model, tmp_path, capsys
+):
+    dest = tmp_path / "copy"
+    assert cli.main(["export", signature_model, str(dest)]) == 2
+    err = capsys.readouterr().err
+    assert "ExportError" in err and "__call__" in err
+    assert "serving_default" in err or "norm" in err
+    assert not dest.exists()
+
+
+def test_import_option_runs_before_the_command(tmp_path, monkeypatch, capsys):
+    (tmp_path / "hubkit_custom_ops.py").write_text("REGISTERED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = cli.main(
+        [
+            *["--import", "hubkit_custom_ops"],
+            *["cache", "list", "--cache-dir", str(tmp_path / "cache")],
+        ]
+    )
+    assert code == 0
+    assert sys.modules["hubkit_custom_ops"].REGISTERED

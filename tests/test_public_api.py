@@ -79,3 +79,35 @@ def test_library_import_loads_no_tuner_and_patches_nothing():
         "plots": False,
         "patched": False,
     }
+
+
+def test_public_names_survive_submodule_imports():
+    # Lazy mode (nothing imported before us): importing the submodule
+    # `keras_hubkit.scan` must not turn `hk.scan` into that module.
+    code = textwrap.dedent(
+        """
+        import importlib, json, pkgutil, types
+        import keras_hubkit as hk
+        skip = ("keras_hubkit.app", "keras_hubkit.__main__")
+        for info in pkgutil.walk_packages(hk.__path__, "keras_hubkit."):
+            if not info.name.startswith(skip):
+                importlib.import_module(info.name)
+        modules = {"errors", "finetune", "schedules", "tuning"}
+        wrong = [
+            name for name in hk.__all__
+            if name not in modules
+            and isinstance(getattr(hk, name), types.ModuleType)
+        ]
+        print(json.dumps(wrong))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PACKAGE.parent,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

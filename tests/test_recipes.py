@@ -315,7 +315,7 @@ def test_mismatched_image_sizes(tmp_path):
 
 def test_csv_without_the_named_columns(tmp_path):
     path = _write_csv(tmp_path / "r.csv")
-    with pytest.raises(errors.DataError, match=r"no column 'text'.*review"):
+    with pytest.raises(errors.DataError, match=r"column 'text'.*review"):
         data_lib.text_csv(str(path))
 
 
@@ -334,6 +334,32 @@ def test_cli_reports_bad_data_without_traceback(tmp_path, image_model, capsys):
     )
     assert code == 2
     assert "DataError" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # a failed run leaves no folder
+
+
+def test_cli_train_refuses_a_full_output_folder(
+    image_dir, image_model, tmp_path, capsys
+):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    args = ["train", "--data", str(image_dir), "--handle", image_model]
+    assert cli.main([*args, "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "OutputExistsError" in err and "--overwrite" in err
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_cli_train_with_the_wrong_model_kind(
+    text_dir, image_model, tmp_path, capsys
+):
+    # Text files fed to an image model: one readable line, no Keras colours.
+    args = ["train", "--data", str(text_dir), "--text", "--handle", image_model]
+    assert cli.main([*args, "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "\x1b[" not in err and "string" in err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.slow

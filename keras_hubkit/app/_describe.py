@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from keras_hubkit import _specs
 from keras_hubkit import errors
+from keras_hubkit._savedmodel import public_signatures
 from keras_hubkit.loading import load
 from keras_hubkit.resolver import resolve
 from keras_hubkit.scanner import scan_path
@@ -45,11 +46,7 @@ def _callable_lines(obj):
 
 
 def _signature_lines(obj):
-    signatures = {
-        k: v
-        for k, v in getattr(obj, "signatures", {}).items()
-        if not k.startswith("__")
-    }
+    signatures = public_signatures(obj)
     lines = [f"signatures: {len(signatures)}"]
     for name, fn in sorted(signatures.items()):
         _, kwargs = fn.structured_input_signature
@@ -87,7 +84,8 @@ def _kwargs(extra):
     parts = []
     for key, value in extra.items():
         if isinstance(value, tf.TensorSpec):
-            value = f"{value.dtype.name}{list(value.shape)}"
+            shape = "[?]" if value.shape.rank is None else list(value.shape)
+            value = f"{value.dtype.name}{shape}"
         parts.append(f"{key}={value}")
     return ", ".join(parts)
 

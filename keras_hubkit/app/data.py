@@ -57,6 +57,11 @@ def image_folder(path, image_size=None):
 
     Returns:
         A `Dataset` with `x` of shape `(n, height, width, 3)`.
+
+    Raises:
+        DataError: the folder is missing, a class folder is empty, there is
+            one class, an image cannot be read, or sizes differ without
+            `image_size`.
     """
     from PIL import Image
 
@@ -72,17 +77,19 @@ def image_folder(path, image_size=None):
                     array = np.asarray(image, "float32") / 255.0
             except (OSError, ValueError) as e:
                 raise errors.DataError(
-                    f"Cannot read the image {file}: {e}. Remove or replace "
-                    "the file."
+                    "Expected readable image files. Received: "
+                    f"file={file}, which cannot be read ({e}). Remove or "
+                    "replace the file."
                 ) from e
             if first is None:
                 first = (file, array.shape)
             elif array.shape != first[1]:
                 raise errors.DataError(
-                    f"Images have different sizes: {file} is "
-                    f"{array.shape[1]}x{array.shape[0]} but {first[0]} is "
-                    f"{first[1][1]}x{first[1][0]}. Pass an image size "
-                    "(`image_size` / --image-size H W) to resize them all."
+                    "Expected images of one size. Received: "
+                    f"{file} is {array.shape[1]}x{array.shape[0]} but "
+                    f"{first[0]} is {first[1][1]}x{first[1][0]}. Pass an "
+                    "image size (`image_size` / --image-size H W) to resize "
+                    "them all."
                 )
             images.append(array)
             labels.append(label)
@@ -90,7 +97,12 @@ def image_folder(path, image_size=None):
 
 
 def text_folder(path):
-    """Loads `path/<class>/<file>.txt`, one example per file."""
+    """Loads `path/<class>/<file>.txt`, one example per file.
+
+    Raises:
+        DataError: the folder is missing, a class folder is empty, there is
+            one class, or a file is not UTF-8.
+    """
     class_names, files = _class_files(path, (".txt",), "text")
     texts, labels = [], []
     for label, name in enumerate(class_names):
@@ -100,7 +112,8 @@ def text_folder(path):
                     texts.append(f.read().strip())
             except (OSError, UnicodeDecodeError) as e:
                 raise errors.DataError(
-                    f"Cannot read the text file {file}: {e}. Save it as "
+                    "Expected UTF-8 text files. Received: "
+                    f"file={file}, which cannot be read ({e}). Save it as "
                     "UTF-8 or remove it."
                 ) from e
             labels.append(label)
@@ -108,17 +121,25 @@ def text_folder(path):
 
 
 def text_csv(path, text_column="text", label_column="label"):
-    """Loads a CSV with a text column and a label column."""
+    """Loads a CSV with a text column and a label column.
+
+    Raises:
+        DataError: the file is missing, a column is missing, or there is
+            one label.
+    """
     if not os.path.isfile(path):
-        raise errors.DataError(f"The CSV file {path} does not exist.")
+        raise errors.DataError(
+            f"Expected a CSV file. Received: path={path}, which does not "
+            "exist. Check the path."
+        )
     with open(path, newline="", encoding="utf8") as f:
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
         missing = [c for c in (text_column, label_column) if c not in columns]
         if missing:
             raise errors.DataError(
-                f"{path} has no column {missing[0]!r}. Its columns are "
-                f"{columns}. Pass the right names (text_column / "
+                f"Expected a column {missing[0]!r} in {path}. Received: "
+                f"columns={columns}. Pass the right names (text_column / "
                 "label_column, or --text-column / --label-column)."
             )
         rows = [(r[text_column], r[label_column]) for r in reader]
@@ -152,9 +173,9 @@ def _class_files(path, suffixes, kind):
     for name in class_names:
         if not files[name]:
             raise errors.DataError(
-                f"The class folder {os.path.join(path, name)} has no {kind} "
-                f"files ({', '.join(suffixes)}). Add examples or remove the "
-                "folder."
+                f"Expected {kind} files ({', '.join(suffixes)}) in every "
+                f"class folder. Received: {os.path.join(path, name)} has no "
+                f"{kind} files. Add examples or remove the folder."
             )
     _check_classes(class_names, path, files)
     return class_names, files
@@ -163,7 +184,7 @@ def _class_files(path, suffixes, kind):
 def _check_classes(class_names, path, files):
     if len(class_names) < 2:
         raise errors.DataError(
-            f"{path} has {len(class_names)} class(es) {class_names}; a "
-            "classifier needs at least two. Add a folder (or label) per "
-            "class."
+            "Expected at least two classes for a classifier. Received: "
+            f"{path} has {len(class_names)} class(es) {class_names}. Add a "
+            "folder (or label) per class."
         )

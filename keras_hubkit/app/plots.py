@@ -7,6 +7,7 @@ import numpy as np
 
 
 def pyplot():
+    """Matplotlib's pyplot on the file-only Agg backend (no display)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -49,18 +49,29 @@ def load_recipe(path, overrides=()):
 
     Returns:
         The recipe as a dict.
+
+    Raises:
+        RecipeError: the file is missing, is not TOML, has unknown tables,
+            or an override is malformed.
     """
     try:
         with open(path, "rb") as f:
             recipe = tomllib.load(f)
     except FileNotFoundError as e:
-        raise errors.RecipeError(f"The recipe {path} does not exist.") from e
+        raise errors.RecipeError(
+            f"Expected a recipe file. Received: recipe={path}, which does "
+            "not exist. Check the path (see recipes/ for examples)."
+        ) from e
     except tomllib.TOMLDecodeError as e:
-        raise errors.RecipeError(f"{path} is not valid TOML: {e}") from e
+        raise errors.RecipeError(
+            f"Expected a TOML recipe. Received: recipe={path}, which is not "
+            f"valid TOML ({e}). Fix the line it names."
+        ) from e
     unknown = sorted(set(recipe) - set(TABLES) - {"name", "description"})
     if unknown:
         raise errors.RecipeError(
-            f"{path} has unknown tables {unknown}. Expected {list(TABLES)}."
+            f"Expected recipe tables among {list(TABLES)}. Received: "
+            f"{path} has unknown tables {unknown}. Rename or remove them."
         )
     recipe = apply_overrides(recipe, overrides)
     base = os.path.dirname(os.path.abspath(path))
@@ -72,13 +83,18 @@ def load_recipe(path, overrides=()):
 
 
 def apply_overrides(recipe, overrides):
-    """A copy of `recipe` with each `a.b.c=value` set."""
+    """A copy of `recipe` with each `a.b.c=value` set.
+
+    Raises:
+        RecipeError: an override without `=`, an unknown table, or a stage
+            addressed by something other than its number.
+    """
     recipe = copy.deepcopy(recipe)
     for item in overrides:
         if "=" not in item:
             raise errors.RecipeError(
-                f"--set expects key=value (e.g. model.dropout=0.3). "
-                f"Received: {item!r}."
+                "--set expects key=value (e.g. model.dropout=0.3). "
+                f"Received: --set {item!r}. Add '=' and a value."
             )
         key, raw = item.split("=", 1)
         _set(recipe, key.strip().split("."), _parse(raw.strip()), key)
@@ -93,7 +109,8 @@ def _set(node, parts, value, key):
             if i == 0 and part not in TABLES:
                 raise errors.RecipeError(
                     f"Unknown recipe table in {key!r}. Expected one of "
-                    f"{list(TABLES)}."
+                    f"{list(TABLES)}. Received: table={part!r}. Fix the "
+                    "spelling."
                 )
             node = node.setdefault(part, [] if part == "stages" else {})
     last = parts[-1]
@@ -108,7 +125,8 @@ def _index(part, node, key):
         return int(part)
     except ValueError:
         raise errors.RecipeError(
-            f"{key!r}: stages are addressed by number, e.g. stages.0.epochs."
+            "Expected a stage number, e.g. stages.0.epochs. Received: "
+            f"{key!r}. Address stages by their index, from 0."
         ) from None
 
 

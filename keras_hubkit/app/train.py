@@ -1,6 +1,7 @@
-"""The pipeline `hubkit train` and recipes run: load data, train a
-classifier in stages, evaluate it on a held-out split, and write the model,
-labels, metrics and pictures to an output folder.
+"""The pipeline `hubkit train` and recipes run.
+
+Load data, train a classifier in stages, evaluate it on a held-out split,
+and write the model, labels, metrics and pictures to an output folder.
 
 Defaults follow TF Hub's `make_image_classifier`: label smoothing 0.1, SGD
 0.005 with momentum 0.9, 20% of the training data held out for validation.

@@ -1,5 +1,6 @@
 """`AutoPlan`: a plan that chooses how deep to unfreeze from validation
-results, within a budget of epochs."""
+results, within a budget of epochs.
+"""
 
 import dataclasses
 

@@ -1,6 +1,7 @@
 """`lr_find`: the learning-rate range test (Smith 2015; fastai's
 `lr_find`): train for a few hundred steps with an exponentially growing
-rate, watch the smoothed loss, suggest the rate where it falls fastest."""
+rate, watch the smoothed loss, suggest the rate where it falls fastest.
+"""
 
 import dataclasses
 import json
@@ -258,7 +259,8 @@ def _train_step(model, loss_fn, optimizer, variables):
 
 def _batches(x, y, batch_size, seed):
     """An endless, shuffled, prefetched stream of `(x, y)` batches; arrays
-    are converted to tensors once."""
+    are converted to tensors once.
+    """
     if isinstance(x, tf.data.Dataset):
         dataset = x.repeat()
     else:

@@ -403,7 +403,7 @@ class StagedFineTuner:
         for layer in grouping.head_layers(self.model, base):
             layer.trainable = True
         if self.bn_policy == "frozen":
-            for layer in _compat.all_sublayers(self.model):
+            for layer in _compat.all_layers(self.model):
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False
 

@@ -115,10 +115,17 @@ def test_core_never_imports_the_application():
 
 
 def test_public_names_come_from_the_core():
-    import keras_hubkit
-
-    modules = {module for module, _ in vars(keras_hubkit)["_LAZY"].values()}
-    assert not [m for m in modules if _is_app(m)]
+    # The public table in __init__.py names modules as strings.
+    tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf8"))
+    named = {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value.startswith("keras_hubkit.")
+    }
+    assert "keras_hubkit.hub_layer" in named
+    assert not [m for m in named if _is_app(m)]
 
 
 def _fresh(code):
@@ -159,3 +166,27 @@ def test_the_cache_commands_need_no_tensorflow(tmp_path):
         f"if m.split('.')[0] in {HEAVY!r})))"
     )
     assert loaded == []
+
+
+# Library modules that still print; their owners are switching them to
+# logging or callbacks (issue 17). The lead empties this list at merge.
+PENDING_PRINT = {"finetune/runner.py", "finetune/callbacks.py"}
+
+
+def test_the_library_does_not_print():
+    # The application (keras_hubkit/app) talks to a console on purpose; the
+    # library reports through logging, return values and errors.
+    offenders = []
+    for path in _core_files():
+        relative = str(path.relative_to(PACKAGE))
+        if relative in PENDING_PRINT:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf8"))
+        offenders += [
+            f"{relative}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "print"
+        ]
+    assert not offenders, "print() in library code: " + ", ".join(offenders)

@@ -43,7 +43,7 @@ def test_overrides_parse_json_and_address_stages():
     [
         ("model.dropout", "key=value"),
         ("modle.dropout=1", "Unknown recipe table"),
-        ("stages.first.epochs=1", "by number"),
+        ("stages.first.epochs=1", "stage number"),
     ],
 )
 def test_bad_overrides_say_how_to_write_them(override, match):
