@@ -12,6 +12,8 @@ use.
 """
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 import types
 
@@ -80,5 +82,45 @@ def _load_library():
             __getattr__(name)
 
 
+def _initializing(module):
+    spec = getattr(module, "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))
+
+
+class _LoadAfterKeras(importlib.abc.MetaPathFinder):
+    """Loads the library right after `keras` itself is imported.
+
+    `keras.models.load_model` finds `HubLayer` only once it is registered,
+    and Keras imports no third-party module to look for it. So when keras
+    comes after `import keras_hubkit`, register then, at Keras's cost. An
+    import of keras that one of our own modules starts is left alone: that
+    module is still running and will be complete when its import returns.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            busy = any(
+                _initializing(m)
+                for n, m in list(sys.modules.items())
+                if n.startswith("keras_hubkit.")
+            )
+            if not busy:
+                _load_library()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
 if "keras" in sys.modules or "tensorflow" in sys.modules:
     _load_library()
+else:
+    sys.meta_path.insert(0, _LoadAfterKeras())

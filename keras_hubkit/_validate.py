@@ -22,8 +22,8 @@ import os
 
 from keras_hubkit import errors
 from keras_hubkit._redact import redact
+from keras_hubkit._savedmodel import SAVED_MODEL_FILES
 
-_GRAPH_NAMES = ("saved_model.pb", "saved_model.pbtxt")
 _FIX = (
     "Download or export the model again (for a cached model: "
     "`hubkit cache remove HANDLE`, then load it again)."
@@ -51,7 +51,11 @@ def read_saved_model(path, handle):
 
     proto = saved_model_pb2.SavedModel()
     name = next(
-        (n for n in _GRAPH_NAMES if tf.io.gfile.exists(os.path.join(path, n))),
+        (
+            n
+            for n in SAVED_MODEL_FILES
+            if tf.io.gfile.exists(os.path.join(path, n))
+        ),
         None,
     )
     if name is None:

@@ -74,7 +74,7 @@ class ConfigError(HubkitError, ValueError):
     """An environment variable or setting holds a value that cannot work."""
 
 
-class IncompleteModelError(HandleError, CacheError):
+class IncompleteModelError(InvalidSavedModelError, CacheError):
     """A SavedModel folder lacks files it needs.
 
     A truncated download, or a cache entry whose files were deleted (by a

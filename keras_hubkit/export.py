@@ -255,7 +255,7 @@ def _check_destination(export_dir, overwrite):
             "which is a file."
         )
     if os.path.isdir(export_dir) and os.listdir(export_dir) and not overwrite:
-        raise errors.ExportError(
+        raise errors.OutputExistsError(
             f"{export_dir!r} exists and is not empty. Pass overwrite=True "
             "to replace it (atomically), or choose another folder."
         )
@@ -305,7 +305,11 @@ def _is_finite(variable):
 def _write_labels(folder, class_names):
     names = [str(n) for n in class_names]
     if any("\n" in n for n in names):
-        raise errors.ExportError("Class names must not contain newlines.")
+        bad = next(n for n in names if "\n" in n)
+        raise errors.ExportError(
+            "Expected class names on one line each. Received: "
+            f"class name {bad!r}. Remove the newline from it."
+        )
     with open(os.path.join(folder, "labels.txt"), "w") as f:
         f.write("\n".join(names) + "\n")
 

@@ -171,14 +171,14 @@ class HubLayer(keras.layers.Layer):
                 allow_ops=self.allow_ops,
             )
         if tags is not None or load_options is not None:
-            raise errors.HandleError(
+            raise errors.LayerArgumentError(
                 "`tags` and `load_options` apply only when the handle is a "
                 f"path or URL. Received: handle of type {type(handle)} with "
                 f"tags={tags!r}, load_options={load_options!r}. Pass them to "
                 "`hk.load(...)` instead."
             )
         if not (callable(handle) or hasattr(handle, "signatures")):
-            raise errors.HandleError(
+            raise errors.LayerArgumentError(
                 "Expected a path, a URL, or a loaded SavedModel object. "
                 f"Received: handle={handle!r} of type {type(handle)}."
             )
@@ -256,7 +256,7 @@ class HubLayer(keras.layers.Layer):
         losses = list(getattr(self._obj, "regularization_losses", []) or [])
         for fn in losses:
             if not callable(fn):
-                raise errors.HandleError(
+                raise errors.RegularizationLossError(
                     "Expected `regularization_losses` to hold zero-argument "
                     f"functions returning a scalar. Received: {fn!r} in "
                     f"{self._redacted_handle!r}."
@@ -662,7 +662,7 @@ class HubLayer(keras.layers.Layer):
 
     def get_config(self):
         if self._config_handle is None:
-            raise errors.HandleError(
+            raise errors.LayerConfigError(
                 "A HubLayer can only be serialized when it knows its handle "
                 "(path or URL). Received: a loaded object that did not come "
                 "from `hk.load`. Load it with `hk.load(handle)`, or pass the "
@@ -910,7 +910,7 @@ def _to_shapes(output_shape):
         pass
     if isinstance(output_shape, (list, tuple)):
         return type(output_shape)(_to_shapes(s) for s in output_shape)
-    raise errors.HandleError(
+    raise errors.OutputShapeError(
         "Expected `output_shape` to be a shape (without the batch dimension)"
         f" or a nest of shapes. Received: {output_shape!r}."
     )
@@ -931,7 +931,7 @@ def _check_json(config):
         try:
             json.dumps(value)
         except (TypeError, ValueError) as e:
-            raise errors.HandleError(
+            raise errors.LayerConfigError(
                 f"HubLayer(..., {key}=...) must be JSON-serializable to save "
                 f"the layer. Received: {value!r}."
             ) from e

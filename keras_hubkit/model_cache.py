@@ -29,6 +29,7 @@ from keras_hubkit import constants
 from keras_hubkit import errors
 from keras_hubkit._redact import redact
 from keras_hubkit._redact import strip_credentials
+from keras_hubkit._savedmodel import SAVED_MODEL_FILES
 
 logger = logging.getLogger(__name__)
 
@@ -287,18 +288,16 @@ def is_complete_saved_model(path: str) -> bool:
 
 
 def check_complete(path: str, handle) -> None:
-    """Raises `InvalidSavedModelError` unless `path` has every SavedModel
+    """Raises `IncompleteModelError` unless `path` has every SavedModel
     file.
 
     A folder that merely exists is not enough (OS temp cleaners delete the
     files and keep the folders): the graph must be there and, when the model
     has variables, the index and every data shard it names.
     """
-    graph = [
-        os.path.join(path, n) for n in ("saved_model.pb", "saved_model.pbtxt")
-    ]
+    graph = [os.path.join(path, n) for n in SAVED_MODEL_FILES]
     if not any(os.path.isfile(g) and os.path.getsize(g) > 0 for g in graph):
-        raise errors.InvalidSavedModelError(
+        raise errors.IncompleteModelError(
             "Expected a non-empty saved_model.pb. Received: "
             f"handle={redact(handle)!r}, whose folder {path!r} has none. "
             "Check that the handle names a TF2 SavedModel."
@@ -311,14 +310,14 @@ def check_complete(path: str, handle) -> None:
     if not names:
         return  # A model without variables may keep an empty folder.
     if "variables.index" not in names:
-        raise errors.InvalidSavedModelError(
+        raise errors.IncompleteModelError(
             "Expected variables/variables.index beside the data shards. "
             f"Received: handle={redact(handle)!r}, whose folder {path!r} "
             "has none. The files are incomplete: download the model again."
         )
     expected = expected_shard_names(shards)
     if expected is None or not expected <= names:
-        raise errors.InvalidSavedModelError(
+        raise errors.IncompleteModelError(
             "Expected every variables data shard. Received: "
             f"handle={redact(handle)!r}, whose folder {variables!r} holds "
             f"only {sorted(shards)}. The files are incomplete: download the "

@@ -111,3 +111,32 @@ def test_public_names_survive_submodule_imports():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_keras_imported_after_us_still_finds_hub_layer(mul_model, tmp_path):
+    """`import keras_hubkit` first, keras later: a `.keras` file with a
+    HubLayer loads without touching `hk.HubLayer` (Keras imports no
+    third-party module to look for a class)."""
+    import keras
+
+    path = tmp_path / "m.keras"
+    keras.Sequential([keras.Input((2,)), hk.HubLayer(mul_model)]).save(path)
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import keras_hubkit
+        assert "keras" not in sys.modules
+        import keras
+        model = keras.models.load_model({str(path)!r})
+        print(type(model.layers[0]).__name__)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "HubLayer"

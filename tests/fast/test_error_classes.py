@@ -32,7 +32,7 @@ def test_every_error_is_documented_and_a_builtin(cls):
     [
         (errors.LayerArgumentError, ValueError),
         (errors.OutputShapeError, ValueError),
-        (errors.ConfigError, ValueError),
+        (errors.LayerConfigError, ValueError),
         (errors.RegularizationLossError, TypeError),
         (errors.IncompleteModelError, OSError),
     ],
