@@ -252,6 +252,7 @@ def test_swapped_file_with_same_size_and_mtime_is_scanned_again(tmp_path):
         hk.load(path)
 
 
+@pytest.mark.slow
 def test_inspect_in_a_subprocess_refuses(hostile_models, lair):
     """`python -m keras_hubkit inspect` (the real CLI) refuses too."""
     before = _snapshot(lair)
