@@ -68,6 +68,8 @@ SAVER_RESTORE = "load-time saver restore"
 SAVER_SAVE = "saver save"
 _SAVER_LABELS = {SAVER_RESTORE, SAVER_SAVE}
 _GRAPH = "<graph>"
+ASSET = "Asset"  # not an op: an asset of the MetaGraph, reported like one
+ASSET_LABEL = "load-time asset path"
 _MAX_EMBEDDED_DEPTH = 4
 _LOCAL_INIT_COLLECTIONS = (
     "saved_model_main_op",
@@ -573,6 +575,7 @@ class _Analysis:
             graph_sites=not self.object_based,
         )
         self._judge_all()
+        self._judge_assets()
 
     # ------------------------------------------------------------ calls
     def _build_calls(self, library):
@@ -852,6 +855,23 @@ class _Analysis:
         return False
 
     # ------------------------------------------------------------ judge
+    def _judge_assets(self):
+        # The loader hands the model join(assets/, filename) -- an absolute
+        # name or '..' escapes -- and re-exporting the loaded object copies
+        # that file into the export, even if no op reads it.
+        for name in self._bad_asset_names():
+            self.findings.append(
+                Finding(
+                    ASSET,
+                    "an asset whose file name leaves assets/ (absolute, '..' "
+                    "or a link): the loaded model would get that path, and "
+                    "re-exporting it would copy that file",
+                    "<object graph assets>",
+                    name,
+                    (ASSET_LABEL,),
+                )
+            )
+
     def _judge_all(self):
         dead = collections.Counter()
         for scope in self.scopes:

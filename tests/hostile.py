@@ -425,3 +425,19 @@ def add_op_called_as_function(path, op):
     node.attr["f"].func.name = op
     _write(path, proto)
     return path
+
+
+def add_unused_asset(path, filename):
+    """Adds an Asset that no op reads, pointing at `filename`: re-exporting
+    the loaded model copies that file into the export."""
+    proto = _read(path)
+    (meta_graph,) = proto.meta_graphs
+    asset = meta_graph.asset_file_def.add(filename=filename)
+    asset.tensor_info.name = "unused_asset:0"
+    node = meta_graph.object_graph_def.nodes.add()
+    node.asset.asset_file_def_index = len(meta_graph.asset_file_def) - 1
+    meta_graph.object_graph_def.nodes[0].children.add(
+        node_id=len(meta_graph.object_graph_def.nodes) - 1, local_name="notes"
+    )
+    _write(path, proto)
+    return path
