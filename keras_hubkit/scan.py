@@ -845,7 +845,7 @@ class _Analysis:
             return False
         node = value
         if scope.name == _GRAPH and self.meta_graph and not self.object_based:
-            for asset in self.meta_graph.asset_file_def:
+            for asset in self._asset_defs():
                 if asset.tensor_info.name.split(":")[0] == node.name:
                     return _plain_asset(self.path, asset.filename)
         if node.op in _PASS_THROUGH:
@@ -1009,13 +1009,28 @@ class _Analysis:
         )
         return None
 
+    def _asset_defs(self):
+        """The MetaGraph's assets, also those of the older TF1 collection
+        `saved_model_assets` (TensorFlow's loaders read both)."""
+        from tensorflow.core.protobuf import meta_graph_pb2
+
+        defs = list(self.meta_graph.asset_file_def)
+        collection = self.meta_graph.collection_def.get("saved_model_assets")
+        for packed in collection.any_list.value if collection else ():
+            asset = meta_graph_pb2.AssetFileDef()
+            if packed.Unpack(asset):
+                defs.append(asset)
+            else:  # not an AssetFileDef: nothing can be proven about it
+                defs.append(meta_graph_pb2.AssetFileDef(filename=""))
+        return defs
+
     def _bad_asset_names(self):
         if self.meta_graph is None:
             return []
         return sorted(
             {
                 a.filename
-                for a in self.meta_graph.asset_file_def
+                for a in self._asset_defs()
                 if not _plain_asset(self.path, a.filename)
             }
         )

@@ -441,3 +441,17 @@ def add_unused_asset(path, filename):
     )
     _write(path, proto)
     return path
+
+
+def add_tf1_collection_asset(path, filename):
+    """Adds an asset the old TF1 way (collection `saved_model_assets`)."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    proto = _read(path)
+    (meta_graph,) = proto.meta_graphs
+    asset = meta_graph_pb2.AssetFileDef(filename=filename)
+    asset.tensor_info.name = "x:0"
+    collection = meta_graph.collection_def["saved_model_assets"]
+    collection.any_list.value.add().Pack(asset)
+    _write(path, proto)
+    return path
