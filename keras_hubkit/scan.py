@@ -937,6 +937,8 @@ class _Analysis:
         op = node.op
         if op in self.functions:
             return None  # a call: the callee is judged on its own
+        if op == "Const":
+            return _judge_constant(node)
         if op in _safe_ops.SAFE_OPS:
             return None
         if self.meta_graph is None and op in _safe_ops.EMBEDDED_GRAPH_OPS:
@@ -1064,6 +1066,27 @@ class _Analysis:
             )
             self.findings.append(dataclasses.replace(f, function=function))
         return None
+
+
+_VARIANT = 21  # types_pb2.DT_VARIANT
+# Variant values a constant may hold: containers of tensors. A dataset or
+# iterator encoded in a constant would be a graph carried as data.
+_DATA_VARIANTS = {
+    "tensorflow::TensorList",
+    "tensorflow::TensorMap",
+    "tensorflow::RaggedTensorVariant",
+    "tensorflow::CompositeTensorVariant",
+}
+
+
+def _judge_constant(node):
+    if "value" not in node.attr or node.attr["value"].tensor.dtype != _VARIANT:
+        return None
+    kinds = {v.type_name for v in node.attr["value"].tensor.variant_val}
+    unknown = sorted(kinds - _DATA_VARIANTS)
+    if unknown:
+        return f"a constant holding {', '.join(unknown)} (not plain tensors)"
+    return None
 
 
 def _string_constant(scope, ref, depth=0):

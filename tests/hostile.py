@@ -455,3 +455,21 @@ def add_tf1_collection_asset(path, filename):
     collection.any_list.value.add().Pack(asset)
     _write(path, proto)
     return path
+
+
+def add_variant_constant(path, type_name):
+    """Adds a constant of DT_VARIANT holding `type_name` to `__call__`."""
+    proto = _read(path)
+    (meta_graph,) = proto.meta_graphs
+    fn = next(
+        f
+        for f in meta_graph.graph_def.library.function
+        if "__call__" in f.signature.name
+    )
+    node = fn.node_def.add(name="payload", op="Const")
+    node.attr["dtype"].type = tf.variant.as_datatype_enum
+    tensor = node.attr["value"].tensor
+    tensor.dtype = tf.variant.as_datatype_enum
+    tensor.variant_val.add(type_name=type_name)
+    _write(path, proto)
+    return path

@@ -368,3 +368,17 @@ def test_tf1_asset_collection_is_checked(tf1_model, tmp_path):
     (finding,) = hk.scan(path).findings
     assert finding.op == "Asset" and finding.runs_at_load
     assert finding.node == "../../../etc/hostname"
+
+
+def test_variant_constants_hold_only_tensor_containers(mul_model, tmp_path):
+    for kind, safe in (
+        ("tensorflow::TensorList", True),
+        ("tensorflow::DatasetVariantWrapper", False),
+    ):
+        path = str(tmp_path / kind.split("::")[1])
+        shutil.copytree(mul_model, path)
+        hostile.add_variant_constant(path, kind)
+        report = hk.scan(path)
+        assert report.safe == safe, kind
+        if not safe:
+            assert "DatasetVariantWrapper" in report.findings[0].reason
