@@ -68,6 +68,8 @@ SAVER_RESTORE = "load-time saver restore"
 SAVER_SAVE = "saver save"
 _SAVER_LABELS = {SAVER_RESTORE, SAVER_SAVE}
 _GRAPH = "<graph>"
+ASSET = "Asset"  # not an op: an asset of the MetaGraph, reported like one
+ASSET_LABEL = "load-time asset path"
 _MAX_EMBEDDED_DEPTH = 4
 _LOCAL_INIT_COLLECTIONS = (
     "saved_model_main_op",
@@ -573,6 +575,7 @@ class _Analysis:
             graph_sites=not self.object_based,
         )
         self._judge_all()
+        self._judge_assets()
 
     # ------------------------------------------------------------ calls
     def _build_calls(self, library):
@@ -842,7 +845,7 @@ class _Analysis:
             return False
         node = value
         if scope.name == _GRAPH and self.meta_graph and not self.object_based:
-            for asset in self.meta_graph.asset_file_def:
+            for asset in self._asset_defs():
                 if asset.tensor_info.name.split(":")[0] == node.name:
                     return _plain_asset(self.path, asset.filename)
         if node.op in _PASS_THROUGH:
@@ -852,6 +855,23 @@ class _Analysis:
         return False
 
     # ------------------------------------------------------------ judge
+    def _judge_assets(self):
+        # The loader hands the model join(assets/, filename) -- an absolute
+        # name or '..' escapes -- and re-exporting the loaded object copies
+        # that file into the export, even if no op reads it.
+        for name in self._bad_asset_names():
+            self.findings.append(
+                Finding(
+                    ASSET,
+                    "an asset whose file name leaves assets/ (absolute, '..' "
+                    "or a link): the loaded model would get that path, and "
+                    "re-exporting it would copy that file",
+                    "<object graph assets>",
+                    name,
+                    (ASSET_LABEL,),
+                )
+            )
+
     def _judge_all(self):
         dead = collections.Counter()
         for scope in self.scopes:
@@ -917,6 +937,8 @@ class _Analysis:
         op = node.op
         if op in self.functions:
             return None  # a call: the callee is judged on its own
+        if op == "Const":
+            return _judge_constant(node)
         if op in _safe_ops.SAFE_OPS:
             return None
         if self.meta_graph is None and op in _safe_ops.EMBEDDED_GRAPH_OPS:
@@ -989,13 +1011,28 @@ class _Analysis:
         )
         return None
 
+    def _asset_defs(self):
+        """The MetaGraph's assets, also those of the older TF1 collection
+        `saved_model_assets` (TensorFlow's loaders read both)."""
+        from tensorflow.core.protobuf import meta_graph_pb2
+
+        defs = list(self.meta_graph.asset_file_def)
+        collection = self.meta_graph.collection_def.get("saved_model_assets")
+        for packed in collection.any_list.value if collection else ():
+            asset = meta_graph_pb2.AssetFileDef()
+            if packed.Unpack(asset):
+                defs.append(asset)
+            else:  # not an AssetFileDef: nothing can be proven about it
+                defs.append(meta_graph_pb2.AssetFileDef(filename=""))
+        return defs
+
     def _bad_asset_names(self):
         if self.meta_graph is None:
             return []
         return sorted(
             {
                 a.filename
-                for a in self.meta_graph.asset_file_def
+                for a in self._asset_defs()
                 if not _plain_asset(self.path, a.filename)
             }
         )
@@ -1029,6 +1066,27 @@ class _Analysis:
             )
             self.findings.append(dataclasses.replace(f, function=function))
         return None
+
+
+_VARIANT = 21  # types_pb2.DT_VARIANT
+# Variant values a constant may hold: containers of tensors. A dataset or
+# iterator encoded in a constant would be a graph carried as data.
+_DATA_VARIANTS = {
+    "tensorflow::TensorList",
+    "tensorflow::TensorMap",
+    "tensorflow::RaggedTensorVariant",
+    "tensorflow::CompositeTensorVariant",
+}
+
+
+def _judge_constant(node):
+    if "value" not in node.attr or node.attr["value"].tensor.dtype != _VARIANT:
+        return None
+    kinds = {v.type_name for v in node.attr["value"].tensor.variant_val}
+    unknown = sorted(kinds - _DATA_VARIANTS)
+    if unknown:
+        return f"a constant holding {', '.join(unknown)} (not plain tensors)"
+    return None
 
 
 def _string_constant(scope, ref, depth=0):

@@ -425,3 +425,51 @@ def add_op_called_as_function(path, op):
     node.attr["f"].func.name = op
     _write(path, proto)
     return path
+
+
+def add_unused_asset(path, filename):
+    """Adds an Asset that no op reads, pointing at `filename`: re-exporting
+    the loaded model copies that file into the export."""
+    proto = _read(path)
+    (meta_graph,) = proto.meta_graphs
+    asset = meta_graph.asset_file_def.add(filename=filename)
+    asset.tensor_info.name = "unused_asset:0"
+    node = meta_graph.object_graph_def.nodes.add()
+    node.asset.asset_file_def_index = len(meta_graph.asset_file_def) - 1
+    meta_graph.object_graph_def.nodes[0].children.add(
+        node_id=len(meta_graph.object_graph_def.nodes) - 1, local_name="notes"
+    )
+    _write(path, proto)
+    return path
+
+
+def add_tf1_collection_asset(path, filename):
+    """Adds an asset the old TF1 way (collection `saved_model_assets`)."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    proto = _read(path)
+    (meta_graph,) = proto.meta_graphs
+    asset = meta_graph_pb2.AssetFileDef(filename=filename)
+    asset.tensor_info.name = "x:0"
+    collection = meta_graph.collection_def["saved_model_assets"]
+    collection.any_list.value.add().Pack(asset)
+    _write(path, proto)
+    return path
+
+
+def add_variant_constant(path, type_name):
+    """Adds a constant of DT_VARIANT holding `type_name` to `__call__`."""
+    proto = _read(path)
+    (meta_graph,) = proto.meta_graphs
+    fn = next(
+        f
+        for f in meta_graph.graph_def.library.function
+        if "__call__" in f.signature.name
+    )
+    node = fn.node_def.add(name="payload", op="Const")
+    node.attr["dtype"].type = tf.variant.as_datatype_enum
+    tensor = node.attr["value"].tensor
+    tensor.dtype = tf.variant.as_datatype_enum
+    tensor.variant_val.add(type_name=type_name)
+    _write(path, proto)
+    return path

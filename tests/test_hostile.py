@@ -69,6 +69,8 @@ def _build(name, root, models):
         hostile.save_asset_table(out)
         if name == "asset_absolute":
             return hostile.edit_asset_filename(out, secret)
+        if name == "asset_unused":
+            return hostile.add_unused_asset(out, secret)
         if name == "asset_dotdot":
             return hostile.edit_asset_filename(out, "../../../lair0/secret.txt")
         os.remove(f"{out}/assets/vocab.txt")
@@ -92,9 +94,10 @@ CASES = {
     "graph_constant": {"TextLineDataset"},
     "graph_variable": {"DatasetFromGraph"},
     "named_like_saver": {"SaveV2"},
-    "asset_absolute": {"InitializeTableFromTextFileV2"},
-    "asset_dotdot": {"InitializeTableFromTextFileV2"},
-    "asset_symlink": {"InitializeTableFromTextFileV2"},
+    "asset_absolute": {"InitializeTableFromTextFileV2", "Asset"},
+    "asset_dotdot": {"InitializeTableFromTextFileV2", "Asset"},
+    "asset_symlink": {"InitializeTableFromTextFileV2", "Asset"},
+    "asset_unused": {"Asset"},
     "dataset_table": {"InitializeTableFromTextFileV2"},
     "shadowing_meta_graph": {"ReadFile"},
 }
@@ -145,7 +148,10 @@ def test_refused_before_anything_runs(
 
 def test_load_time_attacks_say_so(hostile_models):
     for name in ("asset_absolute", "asset_dotdot", "asset_symlink"):
-        (finding,) = hk.scan(hostile_models[name]).findings
+        asset, finding = sorted(
+            hk.scan(hostile_models[name]).findings, key=lambda f: f.op
+        )
+        assert asset.op == "Asset" and asset.runs_at_load, name
         assert finding.runs_at_load, name
         assert "RUNS AT LOAD TIME" in str(finding)
         assert "asset file names refused" in finding.reason, name
@@ -163,7 +169,9 @@ def _call(path, **kwargs):
     return tf.saved_model.load(path, **kwargs)(tf.constant([1.0])).numpy()
 
 
-def test_plain_tensorflow_proves_each_model_hostile(hostile_models, lair):
+def test_plain_tensorflow_proves_each_model_hostile(
+    hostile_models, lair, tmp_path
+):
     """The same models, loaded without the gate, do what they are for."""
     secret = len(SECRET)
     assert _call(hostile_models["queue_reader"]) == [1 + secret]
@@ -180,6 +188,10 @@ def test_plain_tensorflow_proves_each_model_hostile(hostile_models, lair):
         table = tf.saved_model.load(hostile_models[name])
         ids = table(tf.constant(["top secret", "hello"])).numpy()
         assert list(ids) == [0, -1], name  # its vocabulary is the secret
+    # An asset no op reads: re-exporting the model copies the secret.
+    loaded = tf.saved_model.load(hostile_models["asset_unused"])
+    tf.saved_model.save(loaded, str(tmp_path / "export"))
+    assert (tmp_path / "export" / "assets" / "secret.txt").read_text() == SECRET
     _call(hostile_models["attr_descriptor"])  # reads the descriptor file
     os.rename(lair / "evil.desc", lair / "moved.desc")
     try:
@@ -252,6 +264,7 @@ def test_swapped_file_with_same_size_and_mtime_is_scanned_again(tmp_path):
         hk.load(path)
 
 
+@pytest.mark.slow
 def test_inspect_in_a_subprocess_refuses(hostile_models, lair):
     """`python -m keras_hubkit inspect` (the real CLI) refuses too."""
     before = _snapshot(lair)

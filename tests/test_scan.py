@@ -359,3 +359,26 @@ def test_decode_proto_is_judged_by_its_descriptor_source(tmp_path):
     assert hk.scan(save("local", "local://")).safe
     (finding,) = hk.scan(save("file", str(tmp_path / "evil.desc"))).findings
     assert finding.op == "DecodeProtoV2" and "evil.desc" in finding.reason
+
+
+def test_tf1_asset_collection_is_checked(tf1_model, tmp_path):
+    path = str(tmp_path / "tf1")
+    shutil.copytree(tf1_model, path)
+    hostile.add_tf1_collection_asset(path, "../../../etc/hostname")
+    (finding,) = hk.scan(path).findings
+    assert finding.op == "Asset" and finding.runs_at_load
+    assert finding.node == "../../../etc/hostname"
+
+
+def test_variant_constants_hold_only_tensor_containers(mul_model, tmp_path):
+    for kind, safe in (
+        ("tensorflow::TensorList", True),
+        ("tensorflow::DatasetVariantWrapper", False),
+    ):
+        path = str(tmp_path / kind.split("::")[1])
+        shutil.copytree(mul_model, path)
+        hostile.add_variant_constant(path, kind)
+        report = hk.scan(path)
+        assert report.safe == safe, kind
+        if not safe:
+            assert "DatasetVariantWrapper" in report.findings[0].reason
