@@ -15,7 +15,6 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
-import types
 
 from keras_hubkit.version import __version__ as __version__
 
@@ -51,29 +50,6 @@ def __getattr__(name):
 
 def __dir__():
     return sorted({*globals(), *_LAZY})
-
-
-class _Package(types.ModuleType):
-    """The package module; keeps `hk.scan` the function.
-
-    Importing the submodule `keras_hubkit.scan` (from anywhere) binds the
-    module to the package's attribute `scan`; a public name that shares its
-    module's name is rebound to the function or class it stands for.
-    """
-
-    def __setattr__(self, name, value):
-        target = _LAZY.get(name)
-        if (
-            target is not None
-            and target[1] is not None
-            and isinstance(value, types.ModuleType)
-            and value.__name__ == target[0]
-        ):
-            value = getattr(value, target[1], value)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def _load_library():

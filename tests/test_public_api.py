@@ -83,7 +83,8 @@ def test_library_import_loads_no_tuner_and_patches_nothing():
 
 def test_public_names_survive_submodule_imports():
     # Lazy mode (nothing imported before us): importing the submodule
-    # `keras_hubkit.scan` must not turn `hk.scan` into that module.
+    # must not turn a public function into a module (a submodule named like
+    # the function would: the scan's module is `scanner` for that reason).
     code = textwrap.dedent(
         """
         import importlib, json, pkgutil, types
