@@ -73,6 +73,8 @@ def describe_structure(structure) -> str:
 
     def one(item):
         if hasattr(item, "dtype") and hasattr(item, "shape"):
+            if item.shape.rank is None:  # traced for any shape
+                return f"{item.dtype.name}[any shape]"
             return f"{item.dtype.name}{list(item.shape)}"
         return repr(item)
 

@@ -91,3 +91,28 @@ def test_import_option_runs_before_the_command(tmp_path, monkeypatch, capsys):
     )
     assert code == 0
     assert sys.modules["hubkit_custom_ops"].REGISTERED
+
+
+def test_inspect_and_export_a_keras_file(mul_model, tmp_path):
+    """`hubkit inspect`/`export` read the SavedModel a `.keras` file
+    carries, in Keras safe mode, after the source folder is gone."""
+    import shutil
+
+    import keras
+
+    import keras_hubkit as hk
+
+    source = shutil.copytree(mul_model, tmp_path / "source")
+    model = keras.Sequential([keras.Input((2,)), hk.HubLayer(str(source))])
+    model.save(tmp_path / "m.keras")
+    shutil.rmtree(source)
+
+    out = _hubkit("inspect", tmp_path / "m.keras")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "HubLayer 'hub_layer'" in out.stdout
+    assert "no risky ops" in out.stdout and "__call__ traces" in out.stdout
+
+    out = _hubkit("export", tmp_path / "m.keras", tmp_path / "out")
+    assert out.returncode == 0, out.stderr[-2000:]
+    reloaded = hk.load(str(tmp_path / "out"))
+    assert float(reloaded(keras.ops.ones((1, 2)))[0, 0]) == 2.0

@@ -1,5 +1,7 @@
 """The text `hubkit inspect` prints: scan report, API, variables, losses."""
 
+import os
+
 import tensorflow as tf
 
 from keras_hubkit import _specs
@@ -29,6 +31,44 @@ def describe(handle, allow_ops=None):
     lines += _signature_lines(obj)
     lines += _variable_lines(obj)
     return "\n".join(lines), True
+
+
+def describe_keras_file(path, allow_ops=None):
+    """Describes each HubLayer SavedModel stored in a `.keras` file.
+
+    The stored copies are written out to a temporary folder, then scanned
+    and described like any handle (nothing runs before the scan).
+
+    Returns:
+        (text, loaded): as `describe`; loaded is True when every stored
+        SavedModel loaded.
+    """
+    import tempfile
+
+    from keras_hubkit import keras_file
+
+    entries = keras_file.list_saved_models(path)
+    if not entries:
+        return (
+            f"{path}: no SavedModel stored inside (a .keras file written by "
+            "keras_hubkit 0.1.0 keeps only each HubLayer's handle). Inspect "
+            "the handle instead.",
+            False,
+        )
+    parts, all_loaded = [], True
+    with tempfile.TemporaryDirectory(prefix="hubkit-inspect-") as tmp:
+        for i, entry in enumerate(entries):
+            dest = os.path.join(tmp, str(i))
+            keras_file.saved_model_from_keras_file(
+                path, dest, layer_name=entry["name"]
+            )
+            text, loaded = describe(dest, allow_ops=allow_ops)
+            all_loaded = all_loaded and loaded
+            parts.append(
+                f"HubLayer {entry['name']!r} (from {entry['handle']}):\n"
+                + text
+            )
+    return "\n\n".join(parts), all_loaded
 
 
 def _callable_lines(obj):

@@ -79,8 +79,10 @@ def _cache(args):
                 "`hubkit cache list` to see them, then `hubkit cache remove "
                 "HANDLE`."
             )
+        from keras_hubkit._redact import redact
+
         found = cache.remove(args.handle)
-        print(("Removed " if found else "Not cached: ") + args.handle)
+        print(("Removed " if found else "Not cached: ") + redact(args.handle))
     else:
         print(f"Removed {cache.clear()} models from {cache.cache_dir}")
     return 0
@@ -90,10 +92,22 @@ def _inspect(args):
     _require_local_or_url(args.handle, "HANDLE")
     _import_tensorflow(args)
     from keras_hubkit.app._describe import describe
+    from keras_hubkit.app._describe import describe_keras_file
 
-    text, loaded = describe(args.handle, allow_ops=args.allow_op or None)
+    allow_ops = args.allow_op or None
+    if _is_keras_file(args.handle):
+        text, loaded = describe_keras_file(args.handle, allow_ops=allow_ops)
+    else:
+        text, loaded = describe(args.handle, allow_ops=allow_ops)
     print(text)
     return 0 if loaded else EXIT_ERROR
+
+
+def _is_keras_file(path):
+    """A `.keras` archive, or a Keras model folder saved unzipped."""
+    return path.endswith(".keras") or os.path.isfile(
+        os.path.join(path, "config.json")
+    )
 
 
 def _print_result(result):
@@ -201,10 +215,12 @@ def _export(args):
     from keras_hubkit.export import export_saved_model
     from keras_hubkit.loading import load
 
-    if args.source.endswith(".keras"):
+    if _is_keras_file(args.source):
         import keras
 
-        obj = keras.models.load_model(args.source, safe_mode=False)
+        # Safe mode holds: HubLayer rebuilds itself in safe mode when its
+        # stored SavedModel passes the scan with no opt-in.
+        obj = keras.models.load_model(args.source)
     else:
         obj = load(args.source, allow_ops=args.allow_op or None)
         _require_reusable(obj, args.source)
@@ -406,7 +422,7 @@ def _export_arguments(export):
 
 
 def _inspect_arguments(inspect):
-    inspect.add_argument("handle", help="a path or URL")
+    inspect.add_argument("handle", help="a path or URL, or a .keras file")
     _allow_op_option(inspect)
 
 
