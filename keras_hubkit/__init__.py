@@ -27,6 +27,7 @@ _LAZY = {
     "export_saved_model": ("keras_hubkit.export", "export_saved_model"),
     "finetune": ("keras_hubkit.finetune", None),
     "image_classifier": ("keras_hubkit.classifier", "image_classifier"),
+    "keras_file": ("keras_hubkit.keras_file", None),
     "load": ("keras_hubkit.loading", "load"),
     "resolve": ("keras_hubkit.resolver", "resolve"),
     "scan": ("keras_hubkit.scanner", "scan"),
