@@ -217,7 +217,7 @@ def test_resume_after_early_stopping_and_a_crash_is_exact(
 
     class Crash(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            if epoch == 4:
+            if epoch == 3:  # the first epoch of stage 2
                 raise KeyboardInterrupt("killed")
 
     def plan(extra=()):
@@ -245,12 +245,47 @@ def test_resume_after_early_stopping_and_a_crash_is_exact(
     with pytest.raises(KeyboardInterrupt):
         run(runner(_model(image_model), plan([Crash()]), backup))
     state = json.load(open(os.path.join(backup, "state.json")))
-    assert (state["completed_epochs"], state["stage"]) == (4, 1)
+    assert (state["completed_epochs"], state["stage"]) == (3, 1)
 
     model = _model(image_model, seed=99)  # other initial weights
     resumed = run(runner(model, plan(), backup))
     assert resumed.history["stage"] == full.history["stage"]
     assert resumed.epoch == full.epoch
+    _assert_same(_weights(model), expected)
+
+
+def test_a_resumed_guarded_run_rolls_back_like_the_uninterrupted_run(
+    image_model, tmp_path
+):
+    x, _ = _data()
+    y = np.argmax(x.mean(axis=(1, 2)), axis=1)  # learnable: the head helps
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 3:  # mid-way through the stage that gets worse
+                raise KeyboardInterrupt("killed")
+
+    def plan(extra=()):
+        return [
+            Stage(2, lr=1e-1),
+            Stage(2, unfreeze="all", lr=1.0, optimizer=_sgd, callbacks=extra),
+        ]
+
+    def run(model, stages, backup=None):
+        return StagedFineTuner(model, stages, loss=SCE, backup_dir=backup).run(
+            x, y, validation_data=(x, y), batch_size=8, shuffle=False, verbose=0
+        )
+
+    model = _model(image_model)
+    full = run(model, plan())
+    assert [r["stage"] for r in full.rollbacks] == [1]
+    expected = _weights(model)
+    backup = str(tmp_path / "backup")
+    with pytest.raises(KeyboardInterrupt):
+        run(_model(image_model), plan([Crash()]), backup)
+    model = _model(image_model, seed=99)
+    resumed = run(model, plan(), backup)
+    assert resumed.rollbacks == full.rollbacks
     _assert_same(_weights(model), expected)
 
 
