@@ -424,6 +424,25 @@ def test_fine_tune_base_lr_find_uses_the_suggestion(image_model):
     assert history.stage_lrs[1]["head"] == pytest.approx(found.suggestion / 2)
 
 
+def test_find_for_plan_scales_the_plan_and_writes_the_plot(
+    image_model, tmp_path
+):
+    model = _model(image_model)
+    x, y = _data()
+    plan = [
+        Stage(1, lr=1e-3),
+        Stage(1, unfreeze="all", lr_range=(1e-5, 1e-4)),
+    ]
+    result, scaled = hk.finetune.find_for_plan(
+        model, x, y, plan, loss=SCE, output_dir=str(tmp_path), num_steps=30
+    )
+    assert not model.layers[0].trainable  # it tested the first stage's head
+    factor = result.suggestion / 1e-3
+    assert scaled[0].lr == pytest.approx(result.suggestion)
+    assert scaled[1].lr_range == pytest.approx((1e-5 * factor, 1e-4 * factor))
+    assert sorted(os.listdir(tmp_path)) == ["lr_find.json", "lr_find.png"]
+
+
 # --------------------------------------------------- steps per execution
 def test_auto_steps_per_execution_gives_the_same_results(image_model):
     x, y = _data()
