@@ -258,6 +258,8 @@ def verdict(table):
     """One honest sentence: where the staged run's lead over each other
     method is larger than the spread across seeds, and where it is not."""
     ours = table[STAGED]
+    if len(ours["per_seed"]) < 2:
+        return "One seed: no spread, so no verdict."
     above, within, below = [], [], []
     for name, row in table.items():
         if name == STAGED:
@@ -328,6 +330,9 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+")
     parser.add_argument("--shots", type=int, nargs="+")
     parser.add_argument("--epochs", type=int)
+    parser.add_argument(
+        "--name", default="quality", help="results/<name>.json to write"
+    )
     args = parser.parse_args(argv)
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     shots_list = args.shots or ([5] if args.quick else [5, 10, 30])
@@ -361,7 +366,7 @@ def main(argv=None):
         "rolled_back": {str(n): rolled[n] for n in shots_list},
     }
     print("\n".join(render_section(data)))
-    _common.save("quality", data)
+    _common.save(args.name, data)
 
 
 if __name__ == "__main__":
