@@ -496,3 +496,23 @@ def test_fine_tune_takes_loss_metrics_and_callbacks(image_model, capsys):
     assert capsys.readouterr().out == ""
     with pytest.raises(errors.StagePlanError, match="loss"):
         hk.finetune.fine_tune(_model(image_model), x, y, epochs=1)
+
+
+def test_finetune_modules_import_matplotlib_only_inside_functions():
+    # Keras 3.15 itself imports matplotlib when installed, so this checks
+    # the source: plotting is imported lazily, inside `LRFindResult.plot`.
+    import ast
+    import pathlib
+
+    folder = pathlib.Path(hk.finetune.__file__).parent
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n.startswith("matplotlib") for n in names), path
+    source = (folder / "lr_finder.py").read_text()
+    assert "from matplotlib" in source  # the lazy import exists
