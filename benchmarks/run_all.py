@@ -234,41 +234,9 @@ def _search_section(data):
 
 
 def _quality_section(data):
-    lines = [
-        "## Quality",
-        "",
-        "`python benchmarks/bench_quality.py`: the demo's transfer task "
-        "(a publisher learns the ten digits on one half of scikit-learn's "
-        "digits; the consumer learns even/odd on the other half), held-out "
-        f"accuracy over seeds {data['seeds']}.",
-        "",
-    ]
-    for shots, table in data["accuracy_by_shots"].items():
-        lines += [
-            f"{shots} labels per class:",
-            "",
-            "| method | mean | min | max |",
-            "|---|---|---|---|",
-        ]
-        for name, row in table.items():
-            lines.append(
-                f"| {name} | {row['mean']:.3f} | {row['min']:.3f} | "
-                f"{row['max']:.3f} |"
-            )
-        acc = {k: v["mean"] for k, v in table.items()}
-        beats = [k for k in acc if k != "staged" and acc["staged"] > acc[k]]
-        ties = [k for k in acc if k != "staged" and k not in beats]
-        summary = f"Staged beats {', '.join(beats) or 'nothing'}"
-        if ties:
-            summary += f"; it does not beat {', '.join(ties)}"
-        lines += ["", summary + ".", ""]
-    lines += [
-        "With very few labels a good frozen feature extractor is hard to "
-        "beat; with more labels, unfreezing in stages with lower rates for "
-        "lower layers adds accuracy, while naive full fine-tuning loses it.",
-        "",
-    ]
-    return lines
+    import bench_quality
+
+    return bench_quality.render_section(data)
 
 
 def _memory_section(data):

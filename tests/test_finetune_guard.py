@@ -217,7 +217,7 @@ def test_resume_after_early_stopping_and_a_crash_is_exact(
 
     class Crash(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            if epoch == 4:
+            if epoch == 3:  # the first epoch of stage 2
                 raise KeyboardInterrupt("killed")
 
     def plan(extra=()):
@@ -245,12 +245,47 @@ def test_resume_after_early_stopping_and_a_crash_is_exact(
     with pytest.raises(KeyboardInterrupt):
         run(runner(_model(image_model), plan([Crash()]), backup))
     state = json.load(open(os.path.join(backup, "state.json")))
-    assert (state["completed_epochs"], state["stage"]) == (4, 1)
+    assert (state["completed_epochs"], state["stage"]) == (3, 1)
 
     model = _model(image_model, seed=99)  # other initial weights
     resumed = run(runner(model, plan(), backup))
     assert resumed.history["stage"] == full.history["stage"]
     assert resumed.epoch == full.epoch
+    _assert_same(_weights(model), expected)
+
+
+def test_a_resumed_guarded_run_rolls_back_like_the_uninterrupted_run(
+    image_model, tmp_path
+):
+    x, _ = _data()
+    y = np.argmax(x.mean(axis=(1, 2)), axis=1)  # learnable: the head helps
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 3:  # mid-way through the stage that gets worse
+                raise KeyboardInterrupt("killed")
+
+    def plan(extra=()):
+        return [
+            Stage(2, lr=1e-1),
+            Stage(2, unfreeze="all", lr=1.0, optimizer=_sgd, callbacks=extra),
+        ]
+
+    def run(model, stages, backup=None):
+        return StagedFineTuner(model, stages, loss=SCE, backup_dir=backup).run(
+            x, y, validation_data=(x, y), batch_size=8, shuffle=False, verbose=0
+        )
+
+    model = _model(image_model)
+    full = run(model, plan())
+    assert [r["stage"] for r in full.rollbacks] == [1]
+    expected = _weights(model)
+    backup = str(tmp_path / "backup")
+    with pytest.raises(KeyboardInterrupt):
+        run(_model(image_model), plan([Crash()]), backup)
+    model = _model(image_model, seed=99)
+    resumed = run(model, plan(), backup)
+    assert resumed.rollbacks == full.rollbacks
     _assert_same(_weights(model), expected)
 
 
@@ -389,6 +424,25 @@ def test_fine_tune_base_lr_find_uses_the_suggestion(image_model):
     assert history.stage_lrs[1]["head"] == pytest.approx(found.suggestion / 2)
 
 
+def test_find_for_plan_scales_the_plan_and_writes_the_plot(
+    image_model, tmp_path
+):
+    model = _model(image_model)
+    x, y = _data()
+    plan = [
+        Stage(1, lr=1e-3),
+        Stage(1, unfreeze="all", lr_range=(1e-5, 1e-4)),
+    ]
+    result, scaled = hk.finetune.find_for_plan(
+        model, x, y, plan, loss=SCE, output_dir=str(tmp_path), num_steps=30
+    )
+    assert not model.layers[0].trainable  # it tested the first stage's head
+    factor = result.suggestion / 1e-3
+    assert scaled[0].lr == pytest.approx(result.suggestion)
+    assert scaled[1].lr_range == pytest.approx((1e-5 * factor, 1e-4 * factor))
+    assert sorted(os.listdir(tmp_path)) == ["lr_find.json", "lr_find.png"]
+
+
 # --------------------------------------------------- steps per execution
 def test_auto_steps_per_execution_gives_the_same_results(image_model):
     x, y = _data()
@@ -442,3 +496,23 @@ def test_fine_tune_takes_loss_metrics_and_callbacks(image_model, capsys):
     assert capsys.readouterr().out == ""
     with pytest.raises(errors.StagePlanError, match="loss"):
         hk.finetune.fine_tune(_model(image_model), x, y, epochs=1)
+
+
+def test_finetune_modules_import_matplotlib_only_inside_functions():
+    # Keras 3.15 itself imports matplotlib when installed, so this checks
+    # the source: plotting is imported lazily, inside `LRFindResult.plot`.
+    import ast
+    import pathlib
+
+    folder = pathlib.Path(hk.finetune.__file__).parent
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n.startswith("matplotlib") for n in names), path
+    source = (folder / "lr_finder.py").read_text()
+    assert "from matplotlib" in source  # the lazy import exists

@@ -75,3 +75,15 @@ def test_schedule_drives_a_keras_optimizer():
 def test_join_checks_boundaries():
     with pytest.raises(ValueError, match="one boundary fewer"):
         schedules.Join([schedules.Constant(1.0)], [3])
+
+
+def test_exponential_sweeps_geometrically():
+    s = schedules.Exponential(1e-6, 1.0, 60)
+    assert _at(s, 0) == approx(1e-6)
+    assert _at(s, 30) == approx(1e-3, rel=1e-4)
+    assert _at(s, 60) == approx(1.0, rel=1e-4)
+    assert _at(s, 600) == approx(1.0, rel=1e-4)
+    again = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(s)
+    )
+    assert _at(again, 45) == approx(_at(s, 45))

@@ -13,6 +13,7 @@ from keras_hubkit.finetune.auto import AutoPlan
 from keras_hubkit.finetune.groups import Group
 from keras_hubkit.finetune.groups import base_groups
 from keras_hubkit.finetune.lr_finder import LRFindResult
+from keras_hubkit.finetune.lr_finder import find_for_plan
 from keras_hubkit.finetune.lr_finder import lr_find
 from keras_hubkit.finetune.runner import StagedFineTuner
 from keras_hubkit.finetune.runner import StagedHistory
@@ -27,6 +28,7 @@ __all__ = [
     "StagedFineTuner",
     "StagedHistory",
     "base_groups",
+    "find_for_plan",
     "fine_tune",
     "lr_find",
 ]

@@ -272,3 +272,85 @@ def _batches(x, y, batch_size, seed):
             .batch(batch_size)
         )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def find_for_plan(
+    model,
+    x,
+    y,
+    stages,
+    *,
+    loss=None,
+    output_dir=None,
+    batch_size=32,
+    base=None,
+    **kwargs,
+):
+    """`lr_find` for a plan: what `hubkit train --lr find` and
+    `hubkit lr-find` run.
+
+    The test runs with the first stage's trainability (usually the head
+    alone). The plan comes back scaled so that the first stage's rate is
+    the suggestion and every later rate (`lr`, `lr_range`, `group_lrs`)
+    keeps its ratio to it.
+
+    Args:
+        model: the model the plan trains.
+        x: training inputs (or a batched dataset of `(x, y)`).
+        y: training targets.
+        stages: the plan, a list of `Stage` with a float `lr` first.
+        loss: the loss the plan trains with (default: the compiled
+            model's).
+        output_dir: where to write `lr_find.json` and `lr_find.png`
+            (None: nothing is written).
+        batch_size: with array inputs.
+        base: the pretrained layers, as for `StagedFineTuner`.
+        **kwargs: more `lr_find` arguments.
+
+    Returns:
+        `(result, scaled_stages)`.
+
+    Example:
+
+    ```python
+    result, plan = hk.finetune.find_for_plan(
+        model, x, y, plan, loss=loss, output_dir="out")
+    StagedFineTuner(model, plan, loss=loss).run(x, y)
+    ```
+    """
+    from keras_hubkit.finetune.runner import StagedFineTuner
+
+    first = stages[0].lr
+    if not isinstance(first, (int, float)):
+        raise errors.StagePlanError(
+            "lr_find scales the plan from its first stage's rate. Received: "
+            f"lr={first!r}. Give the first stage a float lr."
+        )
+    runner = StagedFineTuner(model, stages, loss=loss, base=base)
+    runner.apply_trainability(0)
+    result = lr_find(
+        model,
+        x,
+        y,
+        loss=runner.loss,
+        batch_size=batch_size,
+        optimizer=stages[0].optimizer,
+        **kwargs,
+    )
+    if output_dir is not None:
+        result.save(output_dir)
+    factor = result.suggestion / first
+    return result, [_scaled(stage, factor) for stage in stages]
+
+
+def _scaled(stage, factor):
+    changes = {}
+    if isinstance(stage.lr, (int, float)):
+        changes["lr"] = stage.lr * factor
+    if stage.lr_range is not None:
+        changes["lr_range"] = tuple(v * factor for v in stage.lr_range)
+    if stage.group_lrs:
+        changes["group_lrs"] = {
+            k: v * factor for k, v in stage.group_lrs.items()
+        }
+    return dataclasses.replace(stage, **changes)

@@ -245,6 +245,9 @@ class StagedFineTuner:
         self._steps_per_execution = self._choose_steps_per_execution(
             steps, callbacks
         )
+        self._outcomes = []
+        if self.auto_plan is not None:
+            self.stages = []  # made again from this run's outcomes
         start_stage, start_epoch, snapshot = self._resume(history, guarded)
         if not start_epoch and initial_epoch and self.auto_plan is None:
             start_stage, start_epoch = (
@@ -256,7 +259,7 @@ class StagedFineTuner:
         while (stage := self._stage(index)) is not None:
             end_epoch = first_epoch + stage.epochs
             resumed = index == start_stage and start_epoch > first_epoch
-            if guarded and index > 0 and snapshot is None:
+            if guarded and index > 0 and snapshot is None and not resumed:
                 snapshot = self._snapshot(
                     history.stage_values[-1] if history.stage_values else None
                 )
@@ -724,7 +727,7 @@ def fine_tune(
     found = None
     if base_lr == "find":
         found = _find_base_lr(
-            model, x, y, loss, metrics, batch_size, kwargs.get("base")
+            model, x, y, loss, batch_size or 32, kwargs.get("base")
         )
         base_lr = found.suggestion
     elif not isinstance(base_lr, (int, float)) or base_lr <= 0:
@@ -779,17 +782,13 @@ def _fastai_plan(epochs, base_lr, freeze_epochs, lr_mult):
     ]
 
 
-def _find_base_lr(model, x, y, loss, metrics, batch_size, base):
+def _find_base_lr(model, x, y, loss, batch_size, base):
     """lr_find on the head-only stage's trainability."""
     from keras_hubkit.finetune import lr_finder
     from keras_hubkit.finetune.stage import Stage
 
-    runner = StagedFineTuner(
-        model, [Stage(1)], loss=loss, metrics=metrics, base=base
-    )
-    runner.apply_trainability(0)
-    result = lr_finder.lr_find(
-        model, x, y, loss=runner.loss, batch_size=batch_size or 32
+    result, _ = lr_finder.find_for_plan(
+        model, x, y, [Stage(1)], loss=loss, batch_size=batch_size, base=base
     )
     logger.info("lr_find suggests base_lr=%.3g.", result.suggestion)
     return result
