@@ -267,6 +267,9 @@ class _RawLoop:
         if train_base:
             variables += list(self.obj.trainable_variables)
         regularizers = getattr(self.obj, "regularization_losses", [])
+        # Built here, as a careful hand-written loop does, so the step is
+        # traced once (creating variables inside it would trace it twice).
+        optimizer.build(variables)
 
         @tf.function
         def step(x, y):
@@ -366,7 +369,8 @@ def training_loops(name, path, make, quick):
 
     cases["StagedFineTuner"] = staged
     cases["fine_tune"] = fine_tune
-    repeats = 2 if quick else 5
+    # MobileNet runs are mostly tracing and cost tens of seconds each.
+    repeats = 2 if quick else (3 if name.startswith("image") else 7)
     cpu = {}
     times = _common.interleaved(cases, repeats, warmup=1, cpu=cpu)
     rows = []
@@ -428,7 +432,8 @@ def main(argv=None):
                     # alternates between train_on_batch and fit.
                     paths = build_paths(path, x, kind)
                     cases = {p: v[kind] for p, v in paths.items()}
-                    n = max(3, repeats // (5 if kind == "fit" else 1))
+                    # fit: more calls than before, to tell noise from cost.
+                    n = max(3, repeats // (2 if kind == "fit" else 1))
                     cpu = {}
                     times = _common.interleaved(cases, n, cpu=cpu)
                     row = {
