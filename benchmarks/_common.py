@@ -20,11 +20,14 @@ REAL = os.environ.get("HUBKIT_REAL_MODELS") or os.path.join(
 sys.path.insert(0, os.path.join(ROOT, "tests"))  # the fixture builders
 
 
-def interleaved(cases, repeats, warmup=2):
+def interleaved(cases, repeats, warmup=2, cpu=None):
     """Times each case `repeats` times, in turns (A B C A B C ...).
 
     Args:
         cases: dict name -> zero-argument function.
+        cpu: optional dict, filled like the result with the process's CPU
+            seconds (all threads) per call: steadier than wall time on a
+            machine shared with other jobs.
 
     Returns:
         dict name -> list of seconds.
@@ -33,11 +36,15 @@ def interleaved(cases, repeats, warmup=2):
         for _ in range(warmup):
             fn()
     times = {name: [] for name in cases}
+    if cpu is not None:
+        cpu.update({name: [] for name in cases})
     for _ in range(repeats):
         for name, fn in cases.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             times[name].append(time.perf_counter() - start)
+            if cpu is not None:
+                cpu[name].append(time.process_time() - start_cpu)
     return times
 
 

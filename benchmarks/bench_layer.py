@@ -15,10 +15,15 @@ counted.
 """
 
 import argparse
+import contextlib
+import inspect
+import io
 import os
 import tempfile
+import time
 
 import _common
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -70,7 +75,10 @@ def model_specs(workdir):
 
 
 # ------------------------------------------------------------- the paths
-def raw_path(path, x):
+def raw_path(path, x, bn_updates=True):
+    """The floor. With `bn_updates=False` the train step calls the model
+    with `training=False` (no batch statistics, no BatchNorm updates), the
+    work `TFSMLayer` does when it trains."""
     obj = tf.saved_model.load(path)
     variables = list(obj.trainable_variables)
     has_training = "training" in str(getattr(obj.__call__, "function_spec", ""))
@@ -85,7 +93,7 @@ def raw_path(path, x):
     @tf.function
     def train(inputs):
         with tf.GradientTape() as tape:
-            out = call(inputs, True)
+            out = call(inputs, bn_updates)
             loss = tf.reduce_mean(tf.square(out))
             for fn in getattr(obj, "regularization_losses", []):
                 loss += fn()
@@ -130,10 +138,12 @@ def tf_keras_path(path, x, target):
     return keras_path(layer, x, target, keras_module=tf_keras)
 
 
-def build_paths(path, x):
+def build_paths(path, x, kind="predict"):
     import keras
 
     paths = {"raw": raw_path(path, x)}
+    if kind != "predict":
+        paths["raw_no_bn"] = raw_path(path, x, bn_updates=False)
     target = paths["raw"]["target"]
     paths["hubkit"] = keras_path(hk.HubLayer(path, trainable=True), x, target)
     try:
@@ -197,6 +207,215 @@ def what_it_does(path, x):
     return found
 
 
+# -------------------------------------------------- the package's own loops
+LOOP_SIZES = {  # model prefix -> (examples, batch, epochs)
+    "image": (128, 32, 3),
+    "text": (4096, 256, 3),
+    "tiny": (4096, 32, 3),
+}
+
+
+def _loop_data(make, n):
+    x = make(n)
+    y = (np.arange(n) % 2).astype("int32")
+    return x, y
+
+
+def _classifier(path):
+    return keras.Sequential(
+        [hk.HubLayer(path, trainable=True), keras.layers.Dense(2)]
+    )
+
+
+def _keras_loss():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+class _RawLoop:
+    """A hand-written training loop: `tf.saved_model.load`, a Dense head,
+    Keras's Adam, a `tf.function` step over a shuffled, batched,
+    prefetched `tf.data` pipeline. Each stage is `(epochs, train_base,
+    bn_updates)`; a trained base adds the SavedModel's regularization
+    losses, and `bn_updates` calls it with `training=True`. Every run
+    traces its steps afresh, as every package run compiles afresh."""
+
+    def __init__(self, path, x, y, batch, stages, epoch_times):
+        self.obj = tf.saved_model.load(path)
+        self.has_training = "training" in str(
+            getattr(self.obj.__call__, "function_spec", "")
+        )
+        self.head = keras.layers.Dense(2)
+        self.head.build(self._call(x[:1], False).shape)
+        self.data = (
+            tf.data.Dataset.from_tensor_slices((x, y))
+            .shuffle(len(y))
+            .batch(batch)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        self.stages = stages
+        self.epoch_times = epoch_times
+        self.loss = _keras_loss()
+
+    def _call(self, x, training):
+        if self.has_training:
+            return self.obj(x, training=training)
+        return self.obj(x)
+
+    def _step(self, train_base, bn_updates):
+        optimizer = keras.optimizers.Adam(1e-3)
+        variables = list(self.head.trainable_variables)
+        if train_base:
+            variables += list(self.obj.trainable_variables)
+        regularizers = getattr(self.obj, "regularization_losses", [])
+        # Built here, as a careful hand-written loop does, so the step is
+        # traced once (creating variables inside it would trace it twice).
+        optimizer.build(variables)
+
+        @tf.function
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                features = self._call(x, bn_updates)
+                loss = self.loss(y, self.head(features))
+                if train_base:
+                    loss += tf.add_n([fn() for fn in regularizers] or [0.0])
+            grads = tape.gradient(loss, variables)
+            optimizer.apply_gradients(zip(grads, variables))
+            return loss
+
+        return step
+
+    def run(self):
+        for epochs, train_base, bn_updates in self.stages:
+            step = self._step(train_base, bn_updates)
+            for epoch in range(epochs):
+                start = time.perf_counter()
+                for x, y in self.data:
+                    loss = step(x, y)
+                float(loss)
+                if epoch:
+                    self.epoch_times.append(time.perf_counter() - start)
+
+
+class _EpochTimes(keras.callbacks.Callback):
+    """Records epoch times after each `fit`'s first epoch (which traces)."""
+
+    def __init__(self, times):
+        super().__init__()
+        self.times = times
+
+    def on_train_begin(self, logs=None):
+        self.first = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.first:
+            self.times.append(time.perf_counter() - self.start)
+        self.first = False
+
+
+def training_loops(name, path, make, quick):
+    """`StagedFineTuner` (one stage, everything trained, BatchNorm
+    training) and `fine_tune` (fastai's defaults: a head epoch, then
+    everything, BatchNorm frozen) against a hand-written loop doing the
+    same work on the same model and data: per run, and per steady epoch."""
+    n, batch, epochs = LOOP_SIZES[name.split(":")[0]]
+    if quick:
+        n = max(batch * 2, n // 4)
+    x, y = _loop_data(make, n)
+    epoch_times = {}
+    plans = {
+        "StagedFineTuner": [(epochs, True, True)],
+        "fine_tune": [(1, False, False), (epochs - 1, True, False)],
+    }
+    cases = {}
+    for plan, stages in plans.items():
+        raw = _RawLoop(
+            path, x, y, batch, stages, epoch_times.setdefault(f"raw {plan}", [])
+        )
+        cases[f"raw {plan}"] = raw.run
+    model_s, model_f = _classifier(path), _classifier(path)
+    model_s(x[:1]), model_f(x[:1])
+    timer_s = _EpochTimes(epoch_times.setdefault("StagedFineTuner", []))
+    timer_f = _EpochTimes(epoch_times.setdefault("fine_tune", []))
+
+    def staged():
+        hk.finetune.StagedFineTuner(
+            model_s,
+            [hk.finetune.Stage(epochs, unfreeze="all", lr=1e-3)],
+            loss=_keras_loss(),
+            bn_policy="train",
+        ).run(x, y, batch_size=batch, verbose=0, callbacks=[timer_s])
+
+    # Steady epochs of fine_tune are timed where it takes callbacks.
+    takes = inspect.signature(hk.finetune.fine_tune).parameters
+    more = {"callbacks": [timer_f]} if "callbacks" in takes else {}
+    more.update({"verbose": 0} if "verbose" in takes else {})
+
+    def fine_tune():
+        # Without `verbose`, keep its progress bars off the output.
+        with contextlib.redirect_stdout(io.StringIO()):
+            hk.finetune.fine_tune(
+                model_f,
+                x,
+                y,
+                epochs=epochs - 1,
+                freeze_epochs=1,
+                loss=_keras_loss(),
+                batch_size=batch,
+                **more,
+            )
+
+    cases["StagedFineTuner"] = staged
+    cases["fine_tune"] = fine_tune
+    # MobileNet runs are mostly tracing and cost tens of seconds each.
+    repeats = 2 if quick else (3 if name.startswith("image") else 7)
+    cpu = {}
+    times = _common.interleaved(cases, repeats, warmup=1, cpu=cpu)
+    rows = []
+    for plan in plans:
+        raw = f"raw {plan}"
+        epoch = {k: epoch_times[k] for k in (plan, raw)}
+        steady = all(epoch.values())
+        rows.append(
+            {
+                "model": name,
+                "loop": plan,
+                "examples": n,
+                "batch": batch,
+                "epochs": epochs,
+                "repeats": repeats,
+                "run_ms": {
+                    k: _common.stats(times[k])["median"] * 1e3
+                    for k in (plan, raw)
+                },
+                "vs_raw_run": _common.ratio(times, plan, raw),
+                "vs_raw_run_cpu": _common.ratio(cpu, plan, raw),
+                "vs_raw_epoch": (
+                    _common.ratio(epoch, plan, raw) if steady else None
+                ),
+                "epoch_ms": {
+                    k: _common.stats(v)["median"] * 1e3
+                    for k, v in epoch.items()
+                    if v
+                },
+            }
+        )
+        row = rows[-1]
+        print(
+            f"  {plan:16} run {row['run_ms'][plan]:.0f} ms, raw "
+            f"{row['run_ms'][raw]:.0f} ms: "
+            f"{_common.fmt_ratio(row['vs_raw_run'])}; steady epoch "
+            + (
+                _common.fmt_ratio(row["vs_raw_epoch"])
+                if steady
+                else "not timed (fine_tune takes no callbacks)"
+            )
+        )
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -211,10 +430,12 @@ def main(argv=None):
                 for kind in ("predict", "train", "fit"):
                     # Fresh models per kind: Keras retraces when one model
                     # alternates between train_on_batch and fit.
-                    paths = build_paths(path, x)
+                    paths = build_paths(path, x, kind)
                     cases = {p: v[kind] for p, v in paths.items()}
-                    n = max(3, repeats // (5 if kind == "fit" else 1))
-                    times = _common.interleaved(cases, n)
+                    # fit: more calls than before, to tell noise from cost.
+                    n = max(3, repeats // (2 if kind == "fit" else 1))
+                    cpu = {}
+                    times = _common.interleaved(cases, n, cpu=cpu)
                     row = {
                         "model": name,
                         "batch": batch,
@@ -228,6 +449,12 @@ def main(argv=None):
                             for p in times
                             if p != "hubkit"
                         },
+                        "vs_cpu": {
+                            p: _common.ratio(cpu, "hubkit", p)
+                            for p in cpu
+                            if p != "hubkit"
+                        },
+                        "repeats": n,
                     }
                     results["cases"].append(row)
                     print(
@@ -238,6 +465,9 @@ def main(argv=None):
                     )
             results.setdefault("correctness", {})[name] = what_it_does(
                 path, make(4)
+            )
+            results.setdefault("loops", []).extend(
+                training_loops(name, path, make, args.quick)
             )
     _common.save("layer", results)
     return results

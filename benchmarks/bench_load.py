@@ -86,6 +86,7 @@ def main(argv=None):
                 k: _common.stats(v)["median"] * 1e3 for k, v in times.items()
             },
             "warm_speed_ratio": warm,
+            "repeats": repeats,
             "scan_ms": _common.stats(scan_times["scan"])["median"] * 1e3,
             "cold": {
                 "archive_mb": len(archive) / 1e6,

@@ -1,12 +1,23 @@
-"""keras-tuner: head-only trials with cached features against uncached
-trials (same search space, same best score), and the cost of rebuilding a
+"""keras-tuner: a realistic head-only search on MobileNet V3 with cached
+features against the same search uncached (same trials, same scores), the
+fixed cost of a cached trial in milliseconds, and the cost of rebuilding a
 MobileNet-sized HubLayer per trial.
 
-    python benchmarks/bench_search.py [--quick]
+The search: GridSearch over head width and depth and label smoothing, 20
+trials of 5 epochs on 1,000 training and 250 validation images (a
+learnable colour task). Uncached trials run the base on every batch, so
+by default only the first `--uncached-trials` (4) of the same grid run
+uncached; their time per trial is what the speed-up compares, and their
+scores are compared trial by trial with the cached ones. Pass
+`--uncached-trials 20` to run the whole grid both ways.
+
+    python benchmarks/bench_search.py [--quick] [--uncached-trials N]
 """
 
 import argparse
+import gc
 import os
+import statistics
 import tempfile
 import time
 
@@ -20,34 +31,106 @@ import keras_hubkit as hk
 MOBILENET = os.path.join(
     _common.REAL, "mobilenet_v3_small_075_224_feature_vector_5"
 )
+EPOCHS = 5
+BATCH = 32
+
+# Shared by the timing hooks below (keras-tuner deep-copies callbacks).
+_TIMES = {"trials": [], "epochs": []}
 
 
-def search(cache, trials, x, y, directory):
-    hypermodel = hk.tuning.HubClassifierHyperModel(
+class _TimedGrid(keras_tuner.GridSearch):
+    """GridSearch that records each trial's wall time."""
+
+    def on_trial_begin(self, trial):
+        self._trial_start = time.perf_counter()
+        super().on_trial_begin(trial)
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        _TIMES["trials"].append(time.perf_counter() - self._trial_start)
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        _TIMES["epochs"].append((epoch, time.perf_counter() - self._start))
+
+
+def make_data(n, seed):
+    """Images whose class shows in their colour balance, plus noise."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    x = rng.random((n, 224, 224, 3), "float32") * 0.6
+    x[np.arange(n), :, :, y] += 0.4
+    return x, y
+
+
+def hypermodel(cache):
+    return hk.tuning.HubClassifierHyperModel(
         MOBILENET,
         3,
         input_shape=(224, 224, 3),
-        head_epochs=[2],
+        head_epochs=[EPOCHS],
         unfreeze_groups=[0],
         dropout=[0.0],
-        head_widths=[0, 32, 64, 128],
+        head_widths=[0, 16, 32, 64, 128, 256],
+        head_depths=[1, 2],
+        label_smoothing=[0.0, 0.1],
         cache_features=cache,
     )
-    tuner = keras_tuner.GridSearch(
-        hypermodel,
+
+
+def search(cache, trials, train, val, directory):
+    """Runs `trials` trials; returns (scores by trial, seconds per trial,
+    the hypermodel)."""
+    model = hypermodel(cache)
+    tuner = _TimedGrid(
+        model,
         objective="val_loss",
         max_trials=trials,
         directory=directory,
         project_name=f"cache_{cache}",
     )
+    _TIMES["trials"].clear()
+    _TIMES["epochs"].clear()
     keras.utils.set_random_seed(0)
-    start = time.perf_counter()
     tuner.search(
-        x, y, epochs=2, validation_data=(x, y), verbose=0, batch_size=16
+        *train,
+        epochs=EPOCHS,
+        validation_data=val,
+        verbose=0,
+        batch_size=BATCH,
+        callbacks=[_EpochTimer()],
     )
-    seconds = time.perf_counter() - start
-    best = tuner.oracle.get_best_trials(1)[0]
-    return seconds / trials, best.score
+    trials_by_id = sorted(
+        tuner.oracle.trials.values(), key=lambda t: t.trial_id
+    )
+    scores = [t.score for t in trials_by_id]
+    return scores, list(_TIMES["trials"]), list(_TIMES["epochs"]), tuner
+
+
+def reevaluate_best(tuner, val):
+    """The validation loss of `get_best_models`' model (its best epoch)."""
+    model = tuner.get_best_models(1)[0]
+    smoothing = tuner.get_best_hyperparameters(1)[0]["label_smoothing"]
+    loss = keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=smoothing
+    )
+    logits = model.predict(val[0], verbose=0, batch_size=256)
+    return float(loss(np.eye(3, dtype="float32")[val[1]], logits))
+
+
+def keras_tuner_cleanup_ms(repeats=5):
+    """What keras-tuner's `_try_build` does before every trial."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        keras.backend.clear_session()
+        gc.collect()
+        times.append(time.perf_counter() - start)
+    return _common.stats(times)
 
 
 def rebuild_cost(repeats):
@@ -67,20 +150,80 @@ def rebuild_cost(repeats):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--uncached-trials", type=int, default=None)
     args = parser.parse_args(argv)
-    trials = 2 if args.quick else 4
-    n = 32 if args.quick else 256
-    rng = np.random.default_rng(0)
-    x = rng.random((n, 224, 224, 3), "float32")
-    y = np.arange(n) % 3
+    trials = 6 if args.quick else 20
+    n, n_val = (200, 50) if args.quick else (1000, 250)
+    uncached_trials = args.uncached_trials or (2 if args.quick else 4)
+    uncached_trials = min(uncached_trials, trials)
+    train, val = make_data(n, 0), make_data(n_val, 1)
     with tempfile.TemporaryDirectory() as directory:
-        uncached, score_u = search(False, trials, x, y, directory)
-        cached, score_c = search(True, trials, x, y, directory)
-    speedup = uncached / cached
+        start = time.perf_counter()
+        scores_c, times_c, epochs_c, tuner = search(
+            True, trials, train, val, directory
+        )
+        cached_total = time.perf_counter() - start
+        cleanup = keras_tuner_cleanup_ms()
+        best_eval = reevaluate_best(tuner, val)
+        scores_u, times_u, _, _ = search(
+            False, uncached_trials, train, val, directory
+        )
+    # The first cached trial also computes the features; later ones are the
+    # steady state a longer search pays per trial.
+    features_s = times_c[0] - statistics.median(times_c[1:])
+    cached_stats = _common.stats(times_c[1:])
+    uncached_stats = _common.stats(times_u)
+    per_trial_c = cached_total / trials
+    # Fixed cost: a trial's time beyond its epochs (epochs after the first
+    # of each trial are steady state: no tracing, no building).
+    steady_epochs = [s for epoch, s in epochs_c if epoch > 0]
+    epoch_s = statistics.median(steady_epochs)
+    fixed = [t - EPOCHS * epoch_s for t in times_c[1:]]
+    fixed_stats = _common.stats(fixed)
+    speed = {
+        "ratio": uncached_stats["median"] / cached_stats["median"],
+        "low": uncached_stats["p25"] / cached_stats["p75"],
+        "high": uncached_stats["p75"] / cached_stats["p25"],
+    }
+    speed_with_features = uncached_stats["median"] / per_trial_c
+    common = list(zip(scores_u, scores_c[:uncached_trials]))
+    max_diff = max(abs(u - c) for u, c in common)
+    best_u = min(scores_u)
+    best_c_common = min(scores_c[:uncached_trials])
     print(
-        f"head-only trial: {uncached:.2f} s uncached, {cached:.2f} s with "
-        f"cached features: {speedup:.1f}x faster; best scores "
-        f"{score_u:.4f} / {score_c:.4f}"
+        f"search: {trials} trials x {EPOCHS} epochs, {n} training + {n_val} "
+        f"validation images, batch {BATCH}"
+    )
+    print(
+        f"cached: {cached_stats['median'] * 1e3:.0f} ms per trial (median of "
+        f"{cached_stats['n']} after the first; the first also computed the "
+        f"features: +{features_s:.1f} s); {per_trial_c:.2f} s per trial "
+        f"over the whole search"
+    )
+    print(
+        f"uncached: {uncached_stats['median']:.2f} s per trial (median of "
+        f"{uncached_stats['n']} trials"
+        + (
+            f", the first {uncached_trials} of the same grid"
+            if uncached_trials < trials
+            else ""
+        )
+        + ")"
+    )
+    print(
+        f"cached trials are {_common.fmt_ratio(speed)} faster "
+        f"({speed_with_features:.1f}x counting the feature pass); "
+        f"scores of the {len(common)} common trials differ by at most "
+        f"{max_diff:.2e}; best {best_u:.4f} uncached / {best_c_common:.4f} "
+        f"cached; best of all {trials} cached trials {min(scores_c):.4f}, "
+        f"its get_best_models model re-evaluates to {best_eval:.4f}"
+    )
+    print(
+        f"fixed cost of a cached trial: {fixed_stats['median'] * 1e3:.0f} ms "
+        f"({fixed_stats['p25'] * 1e3:.0f}-{fixed_stats['p75'] * 1e3:.0f}); "
+        f"of it keras-tuner's clear_session + gc.collect: "
+        f"{cleanup['median'] * 1e3:.0f} ms; one steady epoch: "
+        f"{epoch_s * 1e3:.0f} ms"
     )
     seconds, mb = rebuild_cost(3)
     print(
@@ -91,10 +234,30 @@ def main(argv=None):
         "search",
         {
             "trials": trials,
+            "uncached_trials": uncached_trials,
+            "epochs": EPOCHS,
+            "batch_size": BATCH,
             "examples": n,
-            "seconds_per_trial": {"uncached": uncached, "cached": cached},
-            "speedup": speedup,
-            "best_score": {"uncached": score_u, "cached": score_c},
+            "validation_examples": n_val,
+            "seconds_per_trial": {
+                "uncached": uncached_stats,
+                "cached": cached_stats,
+                "cached_whole_search": per_trial_c,
+            },
+            "feature_pass_seconds": features_s,
+            "speedup": speed,
+            "speedup_with_feature_pass": speed_with_features,
+            "scores": {"uncached": scores_u, "cached": scores_c},
+            "max_score_difference": max_diff,
+            "best_score": {"uncached": best_u, "cached": best_c_common},
+            "best_model_evaluation": best_eval,
+            "fixed_ms": {
+                k: v * 1e3 if k != "n" else v for k, v in fixed_stats.items()
+            },
+            "cleanup_ms": {
+                k: v * 1e3 if k != "n" else v for k, v in cleanup.items()
+            },
+            "steady_epoch_ms": epoch_s * 1e3,
             "rebuild_seconds": seconds,
             "rebuild_peak_mb": mb,
         },

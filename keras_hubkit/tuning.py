@@ -79,8 +79,11 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
             your own head; the staged `fit` is reused.
         cache_features: head-only trials share one loaded SavedModel and
             train the head on base features computed once per handle and
-            data (same results as uncached when the head has no dropout;
-            with dropout, random masks differ).
+            data, with the same results as uncached trials. Their fixed
+            cost is cut too: trials with the same head shape reuse one
+            compiled head (label smoothing moves into the targets, so it
+            does not count), keras-tuner's checkpoint is written once per
+            trial, and keras-tuner skips its session reset before them.
         metrics: metrics to compile (default `["accuracy"]`).
 
     Example:
@@ -118,6 +121,7 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         # The tuner that runs this hypermodel needs it; done here, not at
         # import, so importing keras_hubkit patches nothing.
         _compat.patch_keras_tuner_tensorboard()
+        _compat.patch_keras_tuner_session_reset()
         self.handles = [handles] if isinstance(handles, str) else list(handles)
         # Resolve once per process: trials then find the model on disk.
         self.paths = {h: resolve(h) for h in self.handles}
@@ -146,6 +150,12 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         """How many base feature arrays `cache_features` holds in memory."""
         return len(self._feature_cache)
 
+    @property
+    def compiled_heads(self):
+        """How many compiled heads the head-only trials on cached features
+        share (one per head shape; see `cache_features`)."""
+        return len(self._trainers)
+
     # ------------------------------------------------------------- build
     def build(self, hp):
         """The trial's model: the chosen handle as a `HubLayer`, a head.
@@ -158,10 +168,7 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         """
         handle = hp.Choice("handle", self.handles)
         inputs = self._input()
-        frozen = (
-            self.cache_features
-            and len(self.plan(hp, self._max_epochs(hp))) == 1
-        )
+        frozen = self._skips_session_reset(hp)
         base = HubLayer(self._base(handle, frozen), name="base")
         features = base(inputs)
         if self.build_head is not None:
@@ -175,6 +182,16 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
             hp, model, epochs=self._max_epochs(hp)
         ).apply_trainability()
         return model
+
+    def _skips_session_reset(self, hp):
+        """Whether the trial only trains a head on cached features: its
+        model is a small head around one shared frozen base, so keras-tuner
+        need not reset the Keras session and collect garbage before it
+        (see `_compat.patch_keras_tuner_session_reset`)."""
+        return (
+            self.cache_features
+            and len(self.plan(hp, self._max_epochs(hp))) == 1
+        )
 
     def _base(self, handle, frozen):
         """The SavedModel for a trial.
@@ -366,11 +383,12 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         base = model.get_layer("base")
         handle = hp.get("handle")
         features = self._features(handle, base, x)
+        loss, smooth = _smoothing_as_targets(runner.loss)
         val = None
         if validation_data is not None:
             val = (
                 self._features(handle, base, validation_data[0]),
-                validation_data[1],
+                smooth(validation_data[1]),
             )
         head_layers = model.layers[model.layers.index(base) + 1 :]
         trainer = self._trainer(features.shape[1:], head_layers)
@@ -386,11 +404,11 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
             else:
                 extra.append(_ForwardTo(model, callback))
         stage_runner = StagedFineTuner(
-            trainer, runner.stages, loss=runner.loss, metrics=self.metrics
+            trainer, runner.stages, loss=loss, metrics=self.metrics
         )
         history = stage_runner.run(
             features,
-            y,
+            smooth(y),
             validation_data=val,
             callbacks=extra,
             verbose=verbose,
@@ -491,7 +509,7 @@ class _HeadTrainer(keras.Model):
         if key is not None and self.reusable:
             self.optimizer.build(self.trainable_variables)
             self._fresh_optimizer_state = [
-                np.array(v) for v in self.optimizer.variables
+                v.numpy() for v in self.optimizer.variables
             ]
 
 
@@ -540,13 +558,13 @@ class _CheckpointAtEnd(keras.callbacks.Callback):
             ):
                 return
             self.best_value = value
-        self.best = (epoch, logs, [np.array(v) for v in self.head_vars])
+        self.best = (epoch, logs, [v.numpy() for v in self.head_vars])
 
     def on_train_end(self, logs=None):
         if self.best is None:
             return
         epoch, epoch_logs, values = self.best
-        final = [np.array(v) for v in self.trial_vars]
+        final = [v.numpy() for v in self.trial_vars]
         _assign(self.trial_vars, values)
         self.inner.on_epoch_end(epoch, epoch_logs)
         _assign(self.trial_vars, final)
@@ -651,6 +669,25 @@ class _Fingerprints:
         ).digest()
 
 
+def _smoothing_as_targets(loss):
+    """`(loss, smooth)`: a categorical cross-entropy's label smoothing moved
+    from the loss into the targets (`smooth(y)`), as Keras computes it, so
+    trials that differ only in smoothing compile the same loss and share
+    their traced functions; other losses pass through unchanged."""
+    config = loss.get_config() if hasattr(loss, "get_config") else {}
+    amount = config.get("label_smoothing") or 0.0
+    if type(loss) is not keras.losses.CategoricalCrossentropy or not amount:
+        return loss, lambda y: y
+
+    def smooth(y):
+        y = np.asarray(y, "float32")
+        classes = np.float32(y.shape[-1])
+        return y * np.float32(1.0 - amount) + np.float32(amount) / classes
+
+    config["label_smoothing"] = 0.0
+    return keras.losses.CategoricalCrossentropy(**config), smooth
+
+
 def _variables(layers):
     """Every variable of `layers`, random seed states included."""
     return [v for layer in layers for v in layer.variables]
@@ -663,10 +700,12 @@ def _assign(targets, values):
 
 def _config_key(value):
     """A comparable text for a compile argument, or None when it has no
-    faithful Keras config (then nothing is reused).
-    """
+    faithful Keras config (then nothing is reused). Object names are left
+    out: they differ ("adam", "adam_1") without changing what is traced."""
     try:
         config = keras.saving.serialize_keras_object(value)
+        if isinstance(config, dict) and isinstance(config.get("config"), dict):
+            config = {**config, "config": {**config["config"], "name": None}}
         return json.dumps(config, sort_keys=True)
     except Exception:  # no get_config, or not JSON: do not guess.
         return None

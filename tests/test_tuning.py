@@ -87,42 +87,81 @@ def test_unfreeze_depth_shows_in_changed_weights(image_model, tmp_path):
     ]
 
 
-def test_cached_features_match_uncached(image_model, tmp_path):
+def test_cached_features_match_uncached(image_model, tmp_path, monkeypatch):
     x, y = _data()
-    scores = []
+    counts = {"clear_session": 0, "save_weights": 0}
+    clear, save = keras.backend.clear_session, keras.Model.save_weights
+
+    def counting_clear(*args, **kwargs):
+        counts["clear_session"] += 1
+        return clear(*args, **kwargs)
+
+    def counting_save(self, *args, **kwargs):
+        counts["save_weights"] += 1
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.backend, "clear_session", counting_clear)
+    monkeypatch.setattr(keras.Model, "save_weights", counting_save)
+    found = {}
     for cache in (False, True):
+        counts.update(clear_session=0, save_weights=0)
         hypermodel = HubClassifierHyperModel(
             image_model,
             2,
             input_shape=(8, 8, 3),
             head_epochs=[3],
             unfreeze_groups=[0],
-            dropout=[0.0],
+            dropout=[0.2],  # same masks both ways
+            head_widths=[0, 4],
+            label_smoothing=[0.0, 0.1],
             cache_features=cache,
         )
-        tuner = keras_tuner.RandomSearch(
+        tuner = keras_tuner.GridSearch(
             hypermodel,
             objective="val_loss",
-            max_trials=1,
+            max_trials=4,
             directory=str(tmp_path),
             project_name=f"cache_{cache}",
-            seed=3,
         )
         _search(tuner, x, y, epochs=3)
-        trial = tuner.oracle.get_best_trials(1)[0]
-        scores.append(trial.score)
+        trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
+        assert [t.status for t in trials] == ["COMPLETED"] * 4
+        best_trial = tuner.oracle.get_best_trials(1)[0]
         best = tuner.get_best_models(1)[0]
-        scores.append(
-            float(
-                best.evaluate(x, np.eye(2)[y], verbose=0, return_dict=True)[
-                    "loss"
-                ]
-            )
-            if best.compiled
-            else None
+        loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True,
+            label_smoothing=best_trial.hyperparameters["label_smoothing"],
         )
-    assert scores[0] == pytest.approx(scores[2], rel=1e-4)
+        found[cache] = {
+            "scores": [t.score for t in trials],
+            # get_best_models gives the best epoch's weights back.
+            "reloaded": float(loss(np.eye(2)[y], best.predict(x, verbose=0))),
+            "best": best_trial.score,
+            **counts,
+        }
+    uncached, cached = found[False], found[True]
+    assert cached["scores"] == pytest.approx(uncached["scores"], rel=1e-4)
+    assert cached["reloaded"] == pytest.approx(cached["best"], rel=1e-4)
+    assert uncached["reloaded"] == pytest.approx(uncached["best"], rel=1e-4)
     assert hypermodel.cached_feature_sets == 1  # computed once, reused
+    # Two head shapes (linear, 4 wide): two compiled heads for 4 trials.
+    assert hypermodel.compiled_heads == 2
+    # Head-only trials on features skip keras-tuner's session reset and
+    # write its checkpoint once per trial.
+    assert uncached["clear_session"] >= 4 and cached["clear_session"] == 0
+    assert cached["save_weights"] == 4 < uncached["save_weights"]
+
+
+def test_fingerprints_follow_in_place_edits():
+    from keras_hubkit.tuning import _Fingerprints
+
+    fingerprints = _Fingerprints()
+    x = np.zeros((64, 8), "float32")
+    first = fingerprints.of(x)
+    assert fingerprints.of(x) == first
+    assert fingerprints.of(x.copy()) == first  # same content, same key
+    x[5] = 1.0
+    assert fingerprints.of(x) != first
 
 
 def test_diverged_trial_fails_and_search_goes_on(image_model, tmp_path):
@@ -155,7 +194,10 @@ def test_diverged_trial_fails_and_search_goes_on(image_model, tmp_path):
     assert tuner.get_best_hyperparameters(1)[0].values["dropout"] == 0.0
 
 
-def test_search_killed_mid_trial_resumes_without_repeats(image_model, tmp_path):
+@pytest.mark.parametrize("cache", [False, True])
+def test_search_killed_mid_trial_resumes_without_repeats(
+    cache, image_model, tmp_path
+):
     calls = []
     kill = {"at_call": 2}
 
@@ -174,6 +216,7 @@ def test_search_killed_mid_trial_resumes_without_repeats(image_model, tmp_path):
             dropout=[0.0, 0.1, 0.2],
             head_epochs=[1],
             unfreeze_groups=[0],
+            cache_features=cache,
         )
         # (GridSearch of keras-tuner 1.4.8 cannot reload its own state.)
         return keras_tuner.RandomSearch(
