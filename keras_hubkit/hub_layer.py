@@ -9,8 +9,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_hubkit import _compat
+from keras_hubkit import _gradients
 from keras_hubkit import _specs
 from keras_hubkit import errors
+from keras_hubkit import image_spec
 from keras_hubkit.loading import load
 from keras_hubkit.loading import origin_of
 
@@ -397,6 +399,7 @@ class HubLayer(keras.layers.Layer):
 
         def convert(x):
             if isinstance(x, (np.ndarray, np.generic, str, bytes, float, int)):
+                image_spec.reject_integer_images(x, self._traced_spec)
                 return tf.convert_to_tensor(x, dtype=_numpy_dtype(x, dtype))
             return x
 
@@ -406,6 +409,8 @@ class HubLayer(keras.layers.Layer):
         fine_tuning = bool(self.trainable and training)
         if fine_tuning:
             self._check_fine_tuning()
+            if not self.inference_only:
+                _gradients.check_layer(self)
         inputs = self._cast_inputs(inputs)
         kwargs = dict(self.arguments)
         try:
@@ -461,6 +466,7 @@ class HubLayer(keras.layers.Layer):
             return inputs
 
         def cast(x):
+            image_spec.reject_integer_images(x, spec, self._config_handle)
             if (
                 tf.is_tensor(x)
                 and x.dtype.is_floating

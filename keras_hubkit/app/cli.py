@@ -80,6 +80,7 @@ def _train(args):
         }
         if args.image_size:
             data["image_size"] = args.image_size
+        data["augment"] = args.augment
     data.update(
         test_split=args.test_split, validation_split=args.validation_split
     )
@@ -200,6 +201,9 @@ def build_parser():
     train.add_argument(
         "--tflite", action="store_true", help="also write model.tflite"
     )
+    train.add_argument(
+        "--augment", action="store_true", help="flip/rotate/zoom"
+    )
     train.set_defaults(func=_train)
 
     export = commands.add_parser(
@@ -241,6 +245,9 @@ def build_parser():
     cache.add_argument("handle", nargs="?", help="the handle to remove")
     cache.add_argument("--cache-dir", help="another cache folder")
     cache.set_defaults(func=_cache)
+    from keras_hubkit.app import predict  # builds its parser without TF
+
+    predict.add_command(commands)
     return parser
 
 
