@@ -6,8 +6,9 @@ import pytest
 import tensorflow as tf
 
 import keras_hubkit as hk
-import models
 from keras_hubkit import errors
+
+import models
 
 MOBILENET = "mobilenet_v3_small_075_224_feature_vector_5"
 KERAS2 = "arm_openmv_gesture_mobilenet_025_keras"
@@ -30,11 +31,12 @@ def test_size_and_channels_from_the_signature(image_model):
 
 
 def test_dynamic_size_falls_back_only_when_asked(any_size_model):
-    with pytest.raises(errors.InputSpecError, match="any size.*default="):
+    with pytest.raises(errors.InputSpecError, match=r"any size.*default="):
         hk.get_expected_image_size(any_size_model)
-    assert hk.get_expected_image_size(
-        any_size_model, default=(32, 48)
-    ) == (32, 48)
+    assert hk.get_expected_image_size(any_size_model, default=(32, 48)) == (
+        32,
+        48,
+    )
     assert hk.get_num_image_channels(any_size_model) == 3
 
 
