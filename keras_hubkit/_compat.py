@@ -80,12 +80,14 @@ def float_ops_without_gradient(concrete_functions):
     from tensorflow.python.framework import op_def_registry
     from tensorflow.python.framework import ops
 
-    found = set()
+    found, seen = set(), set()
     for concrete in concrete_functions:
         graph_def = concrete.graph.as_graph_def()
         nodes = list(graph_def.node)
         for function in graph_def.library.function:
-            nodes += list(function.node_def)
+            if function.signature.name not in seen:  # traces share bodies
+                seen.add(function.signature.name)
+                nodes += list(function.node_def)
         for node in nodes:
             if node.op in found or "PartitionedCall" in node.op:
                 continue  # function calls are differentiated by body
