@@ -26,6 +26,14 @@ _LAZY = {
     "errors": ("keras_hubkit.errors", None),
     "export_saved_model": ("keras_hubkit.export", "export_saved_model"),
     "finetune": ("keras_hubkit.finetune", None),
+    "get_expected_image_size": (
+        "keras_hubkit.image_spec",
+        "get_expected_image_size",
+    ),
+    "get_num_image_channels": (
+        "keras_hubkit.image_spec",
+        "get_num_image_channels",
+    ),
     "image_classifier": ("keras_hubkit.classifier", "image_classifier"),
     "keras_file": ("keras_hubkit.keras_file", None),
     "load": ("keras_hubkit.loading", "load"),

@@ -301,3 +301,58 @@ def patch_keras_tuner_session_reset():
 
     try_build._hubkit_patched = True
     tuner_module.Tuner._try_build = try_build
+
+
+# --- image models and serving (h6) ---
+def float_ops_without_gradient(concrete_functions):
+    """Op types in the functions (and the functions they call) that take
+    and give floats but have no registered gradient.
+
+    TensorFlow differentiates a SavedModel's function as a whole, so one
+    such op on the way from the inputs to the outputs (e.g.
+    `AdjustContrastv2` of a Keras 2 `RandomContrast` layer) fails every
+    training step with "No gradient defined". TensorFlow has no public
+    gradient-registry lookup (`ops._gradient_registry`, TF 2.0+) nor a
+    public op-definition registry (`op_def_registry`, TF 2.0+).
+    """
+    from tensorflow.python.framework import op_def_registry
+    from tensorflow.python.framework import ops
+
+    found, seen = set(), set()
+    for concrete in concrete_functions:
+        graph_def = concrete.graph.as_graph_def()
+        nodes = list(graph_def.node)
+        for function in graph_def.library.function:
+            if function.signature.name not in seen:  # traces share bodies
+                seen.add(function.signature.name)
+                nodes += list(function.node_def)
+        for node in nodes:
+            if node.op in found or "PartitionedCall" in node.op:
+                continue  # function calls are differentiated by body
+            try:
+                ops._gradient_registry.lookup(node.op)
+                continue
+            except LookupError:
+                pass
+            op_def = op_def_registry.get(node.op)
+            if op_def is None:
+                continue
+            if _has_float(op_def.input_arg, node) and _has_float(
+                op_def.output_arg, node
+            ):
+                found.add(node.op)
+    return found
+
+
+def _has_float(args, node):
+    import tensorflow as tf
+
+    types = []
+    for arg in args:
+        if arg.type:
+            types.append(arg.type)
+        elif arg.type_attr:
+            types.append(node.attr[arg.type_attr].type)
+        elif arg.type_list_attr:
+            types += list(node.attr[arg.type_list_attr].list.type)
+    return any(t and tf.dtypes.as_dtype(t).is_floating for t in types)

@@ -62,7 +62,8 @@ def export_saved_model(
             model whose inputs are not known.
         class_names: if given, written one per line to `labels.txt` beside
             `saved_model.pb` (line i is class i).
-        tflite: also convert the serving signature to `model.tflite`.
+        tflite: also convert the serving signature to `model.tflite`;
+            a string names the signature to convert instead.
 
     Returns:
         `export_dir`.
@@ -95,7 +96,7 @@ def export_saved_model(
         if class_names is not None:
             _write_labels(tmp, class_names)
         if tflite:
-            _write_tflite(tmp)
+            _write_tflite(tmp, tflite if isinstance(tflite, str) else None)
         report = scan_path(tmp)
         if report.findings:
             logger.warning("The export has risky ops:\n%s", report.summary())
@@ -314,9 +315,9 @@ def _write_labels(folder, class_names):
         f.write("\n".join(names) + "\n")
 
 
-def _write_tflite(folder):
+def _write_tflite(folder, signature=None):
     converter = tf.lite.TFLiteConverter.from_saved_model(
-        folder, signature_keys=["serving_default"]
+        folder, signature_keys=[signature or "serving_default"]
     )
     try:
         flatbuffer = converter.convert()

@@ -9,8 +9,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_hubkit import _compat
+from keras_hubkit import _gradients
 from keras_hubkit import _specs
 from keras_hubkit import errors
+from keras_hubkit import image_spec
 from keras_hubkit import keras_file
 from keras_hubkit._redact import redact
 from keras_hubkit.loading import load
@@ -447,6 +449,7 @@ class HubLayer(keras.layers.Layer):
 
         def convert(x):
             if isinstance(x, (np.ndarray, np.generic, str, bytes, float, int)):
+                image_spec.reject_integer_images(x, self._traced_spec)
                 return tf.convert_to_tensor(x, dtype=_numpy_dtype(x, dtype))
             return x
 
@@ -456,6 +459,16 @@ class HubLayer(keras.layers.Layer):
         if self.trainable:
             self._check_trainability()
         fine_tuning = bool(self.trainable and training)
+        if fine_tuning and not self.inference_only:
+            _gradients.check(
+                self._obj,
+                self._callable,
+                self._traced_spec,
+                self.trainable_weights,
+                self.arguments,
+                has_training=self._has_training,
+                name=self._redacted_handle,
+            )
         inputs = self._cast_inputs(inputs)
         kwargs = dict(self.arguments)
         try:
@@ -511,6 +524,7 @@ class HubLayer(keras.layers.Layer):
             return inputs
 
         def cast(x):
+            image_spec.reject_integer_images(x, spec, self._config_handle)
             if (
                 tf.is_tensor(x)
                 and x.dtype.is_floating

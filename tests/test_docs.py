@@ -1,10 +1,14 @@
 """Every Python block of the guide pages runs, so the docs cannot drift.
 
+Each page runs in a fresh namespace, its blocks in order, as a reader who
+copies them into a new Python session would: a block that uses a name no
+earlier block of the page defines fails.
+
 The pages use real TF Hub handles. The test fills a `TFHUB_CACHE_DIR` with
 small local stand-ins under those handles (an image feature vector traced
-for any image size, a text embedding) and turns on offline mode: the blocks
-run as a reader would run them, with no network, in seconds. The real
-MobileNet V3 is exercised by tests/test_hub_layer.py.
+for 224x224 images, like the MobileNet V3 the pages name; a text
+embedding) and turns on offline mode: the blocks run with no network, in
+seconds. The real MobileNet V3 is exercised by tests/test_hub_layer.py.
 """
 
 import hashlib
@@ -12,9 +16,7 @@ import pathlib
 import re
 import shutil
 
-import numpy as np
 import pytest
-import tensorflow as tf
 
 import models
 
@@ -22,12 +24,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGES = [
     "README.md",
     "docs/index.md",
+    "docs/quickstart.md",
     "docs/tfhub_guide.md",
     "docs/migration.md",
     *sorted(
         str(p.relative_to(ROOT)) for p in (ROOT / "docs/guides").glob("*.md")
     ),
 ]
+# Pages whose blocks still use names they do not define (their owners fix
+# them; strict, so the mark must go when they do).
+UNDEFINED_NAMES = {
+    "docs/guides/finetuning.md": "uses x, y, x_val, y_val, train_ds, val_ds",
+}
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
@@ -49,7 +57,7 @@ def doc_handles():
 def offline_cache(tmp_path_factory, text_model):
     cache = tmp_path_factory.mktemp("tfhub_cache")
     image = models.save_image_feature_vector(
-        str(tmp_path_factory.mktemp("any_size") / "image"), size=None
+        str(tmp_path_factory.mktemp("image_224") / "image"), size=224
     )
     # Offline mode is on: these URLs are never contacted.
     sources = {
@@ -64,29 +72,26 @@ def offline_cache(tmp_path_factory, text_model):
 
 
 @pytest.fixture
-def namespace(offline_cache, tmp_path, monkeypatch):
+def offline(offline_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(offline_cache))
     monkeypatch.setenv("HUBKIT_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)
-    rng = np.random.default_rng(0)
-    x = rng.random((16, 224, 224, 3), "float32")
-    y = np.arange(16) % 5
-    return {
-        "x": x,
-        "y": y,
-        "x_val": x[:8],
-        "y_val": y[:8],
-        "train_ds": tf.data.Dataset.from_tensor_slices((x, y)).batch(8),
-        "val_ds": tf.data.Dataset.from_tensor_slices((x[:8], y[:8])).batch(8),
-        "__name__": "__docs__",
-    }
+
+
+def _page_params():
+    for page in PAGES:
+        reason = UNDEFINED_NAMES.get(page)
+        marks = (
+            [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        )
+        yield pytest.param(page, marks=marks, id=page)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", PAGES)
-def test_page_code_runs(page, namespace):
-    blocks = python_blocks(page)
-    for index, code in enumerate(blocks):
+@pytest.mark.parametrize("page", _page_params())
+def test_page_code_runs(page, offline):
+    namespace = {"__name__": "__docs__"}  # fresh: nothing predefined
+    for index, code in enumerate(python_blocks(page)):
         try:
             exec(compile(code, f"{page} block {index + 1}", "exec"), namespace)
         except Exception as e:

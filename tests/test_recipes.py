@@ -93,15 +93,29 @@ def _check_outputs(out, class_names, x):
         == (metrics["test_examples"])
     )
     exported = hk.load(str(out / "saved_model"))
-    probabilities = exported.signatures["serving_default"]
-    outputs = next(iter(probabilities(**_feed(probabilities, x)).values()))
-    np.testing.assert_allclose(np.sum(outputs, axis=1), 1.0, rtol=1e-5)
+    serve = exported.signatures["serving_default"]
+    (name,) = serve.structured_input_signature[1]
+    outputs = serve(**{name: x})
+    np.testing.assert_allclose(
+        np.sum(outputs["probabilities"], axis=1), 1.0, rtol=1e-5
+    )
+    assert set(outputs["classes"].numpy().ravel()) == {
+        n.encode() for n in class_names
+    }
     return outputs
 
 
-def _feed(fn, x):
-    (name,) = fn.structured_input_signature[1]
-    return {name: x}
+def _encoded(folder, count):
+    """The first `count` image files of `folder`, as serving input."""
+    files = sorted(pathlib.Path(folder).rglob("*.png"))[:count]
+    return tf.constant([f.read_bytes() for f in files])
+
+
+def _pixels(folder, size):
+    """Every image of `folder` as the trained model sees it."""
+    dataset = data_lib.image_folder(str(folder))
+    batches = data_lib.image_pipeline(dataset, size).as_numpy_iterator()
+    return np.concatenate([x for x, _ in batches])
 
 
 @pytest.mark.slow
@@ -115,7 +129,7 @@ def test_image_recipe(image_dir, image_model, tmp_path, capsys):
                 "--set",
                 f"data.path={image_dir}",
                 "--set",
-                "data.image_size=[8, 8]",
+                "data.augment=true",
                 "--set",
                 f"model.handle={image_model}",
                 "--set",
@@ -131,8 +145,7 @@ def test_image_recipe(image_dir, image_model, tmp_path, capsys):
         == 0
     )
     assert "Test accuracy" in capsys.readouterr().out
-    x = data_lib.image_folder(str(image_dir)).x[:3]
-    _check_outputs(out, ["blue", "red"], tf.constant(x))
+    _check_outputs(out, ["blue", "red"], _encoded(image_dir, 3))
 
 
 @pytest.mark.slow
@@ -200,7 +213,7 @@ def test_exported_model_predicts_like_the_trained_one(
         "stages": [{"epochs": 1, "lr": 0.01}],
     }
     result = train_classifier(recipe, str(tmp_path), verbose=0)
-    x = data_lib.image_folder(str(image_dir)).x
+    x = _pixels(image_dir, (8, 8))
     trained = result["model"].predict(x, verbose=0)
     exported = hk.HubLayer(result["paths"]["saved_model"])
     np.testing.assert_allclose(exported(x), trained, rtol=1e-4, atol=1e-6)
@@ -303,14 +316,34 @@ def test_unreadable_image(tmp_path):
         data_lib.image_folder(str(folder))
 
 
-def test_mismatched_image_sizes(tmp_path):
+def test_images_of_any_size_stream_at_the_model_size(tmp_path):
     folder = _write_images(tmp_path / "d")
     _write_images(tmp_path / "big", classes=("blue",), n=1, size=12, fmt="JPEG")
     os.replace(tmp_path / "big" / "blue" / "0.jpg", folder / "blue" / "zz.jpg")
-    with pytest.raises(errors.DataError, match=r"zz\.jpg.*--image-size"):
-        data_lib.image_folder(str(folder))
-    resized = data_lib.image_folder(str(folder), image_size=(8, 8))
-    assert resized.x.shape[1:] == (8, 8, 3)
+    dataset = data_lib.image_folder(str(folder))
+    assert dataset.kind == "image" and len(dataset.x) == 13
+    pipeline = data_lib.image_pipeline(dataset, (5, 7), batch_size=4)
+    shapes = [x.shape for x, _ in pipeline.as_numpy_iterator()]
+    assert shapes == [(4, 5, 7, 3)] * 3 + [(1, 5, 7, 3)]
+    x, y = next(pipeline.as_numpy_iterator())
+    assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    assert y.shape == (4, 2)  # one-hot
+
+
+def test_augmentation_runs_only_in_training(tmp_path):
+    dataset = data_lib.image_folder(str(_write_images(tmp_path / "d")))
+    augment = data_lib.augmentation({"rotation": 0.25, "zoom": 0.0})
+    plain = data_lib.image_pipeline(dataset, (8, 8), batch_size=12)
+    augmented = data_lib.image_pipeline(
+        dataset, (8, 8), batch_size=12, augment=augment
+    )
+    x_plain = next(plain.as_numpy_iterator())[0]
+    x_augmented = next(augmented.as_numpy_iterator())[0]
+    assert x_plain.shape == x_augmented.shape
+    assert not np.allclose(x_plain, x_augmented)
+    assert data_lib.augmentation(False) is None
+    with pytest.raises(errors.RecipeError, match="shear"):
+        data_lib.augmentation({"shear": 0.2})
 
 
 def test_csv_without_the_named_columns(tmp_path):
@@ -373,8 +406,6 @@ def test_tuned_recipe_searches_then_retrains(image_dir, image_model, tmp_path):
                 "--set",
                 f"data.path={image_dir}",
                 "--set",
-                "data.image_size=[8, 8]",
-                "--set",
                 f"model.handle={image_model}",
                 "--set",
                 "search.max_trials=2",
@@ -390,5 +421,4 @@ def test_tuned_recipe_searches_then_retrains(image_dir, image_model, tmp_path):
     )
     assert "| trial |" in (out / "trials.md").read_text()
     assert (out / "search.png").stat().st_size > 0
-    x = data_lib.image_folder(str(image_dir)).x[:2]
-    _check_outputs(out, ["blue", "red"], tf.constant(x))
+    _check_outputs(out, ["blue", "red"], _encoded(image_dir, 2))

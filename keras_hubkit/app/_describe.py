@@ -65,8 +65,7 @@ def describe_keras_file(path, allow_ops=None):
             text, loaded = describe(dest, allow_ops=allow_ops)
             all_loaded = all_loaded and loaded
             parts.append(
-                f"HubLayer {entry['name']!r} (from {entry['handle']}):\n"
-                + text
+                f"HubLayer {entry['name']!r} (from {entry['handle']}):\n" + text
             )
     return "\n\n".join(parts), all_loaded
 

@@ -110,6 +110,20 @@ def _is_keras_file(path):
     )
 
 
+def _predict(args):
+    _require_local_or_url(args.model, "MODEL")
+    _import_tensorflow(args)
+    from keras_hubkit.app import predict
+
+    return predict.run(args)
+
+
+def _predict_arguments(parser):
+    from keras_hubkit.app import predict  # no TensorFlow at import
+
+    predict.add_arguments(parser)
+
+
 def _print_result(result):
     print()
     print(
@@ -161,6 +175,7 @@ def _train(args):
         }
         if args.image_size:
             data["image_size"] = args.image_size
+        data["augment"] = args.augment
     _require_local_or_url(args.handle, "--handle")
     _require_extras(
         "matplotlib",
@@ -478,6 +493,9 @@ def _train_arguments(train):
     train.add_argument(
         "--tflite", action="store_true", help="also write model.tflite"
     )
+    train.add_argument(
+        "--augment", action="store_true", help="flip/rotate/zoom"
+    )
 
 
 # name: (run, add its arguments, one-line help, description). A new command
@@ -520,6 +538,15 @@ COMMANDS = {
         "Scan a SavedModel's ops (before anything runs), then load it and "
         "list its __call__ traces, signatures (inputs and outputs), variable "
         "counts and regularization losses.",
+    ),
+    "predict": (
+        _predict,
+        _predict_arguments,
+        "classify image (or .txt) files with a trained model",
+        "Classify files with a SavedModel written by `hubkit train` or a "
+        "recipe (its serving signature decodes, resizes and scales by "
+        "itself). MODEL is the run's output folder or its saved_model "
+        "folder.",
     ),
     "cache": (
         _cache,

@@ -4,9 +4,8 @@
 (one sub-folder per class; class names sorted; label i is `class_names[i]`),
 `text_csv` reads a CSV with a text and a label column. Every problem a
 person can fix (an empty class folder, one class only, an unreadable image,
-images of different sizes, a missing column) raises a `DataError` that names
-the file and the fix. Data is loaded into memory: recipes are for datasets
-that fit in RAM.
+a missing column) raises a `DataError` that names the file and the fix.
+Images stay on disk: `image_pipeline` streams them through `tf.data`.
 """
 
 import csv
@@ -27,6 +26,7 @@ class Dataset:
     x: np.ndarray
     y: np.ndarray
     class_names: list
+    kind: str = "text"  # "image": `x` holds file paths
 
     def split(self, fraction, seed=0):
         """Two datasets: the rest and a stratified `fraction` held out."""
@@ -42,58 +42,162 @@ class Dataset:
         mask = np.zeros(len(self.y), bool)
         mask[held] = True
         return (
-            Dataset(self.x[~mask], self.y[~mask], self.class_names),
-            Dataset(self.x[mask], self.y[mask], self.class_names),
+            Dataset(self.x[~mask], self.y[~mask], self.class_names, self.kind),
+            Dataset(self.x[mask], self.y[mask], self.class_names, self.kind),
         )
 
 
-def image_folder(path, image_size=None):
-    """Loads `path/<class>/<image>` as float32 pixels in [0, 1].
+def image_folder(path):
+    """Lists `path/<class>/<image>` and checks every file is an image.
+
+    Only the file headers are read here; the pixels are read, resized and
+    scaled while training (see `image_pipeline`), so a dataset need not fit
+    in memory.
 
     Args:
         path: the folder with one sub-folder per class.
-        image_size: `(height, width)` to resize to; when None, every image
-            must already have the same size.
 
     Returns:
-        A `Dataset` with `x` of shape `(n, height, width, 3)`.
+        A `Dataset` whose `x` holds the image file paths (images are read
+        later, by `image_pipeline`).
 
     Raises:
         DataError: the folder is missing, a class folder is empty, there is
-            one class, an image cannot be read, or sizes differ without
-            `image_size`.
+            one class, or an image cannot be read.
     """
     from PIL import Image
 
     class_names, files = _class_files(path, IMAGE_SUFFIXES, "image")
-    images, labels, first = [], [], None
+    paths, labels = [], []
     for label, name in enumerate(class_names):
         for file in files[name]:
             try:
                 with Image.open(file) as image:
-                    image = image.convert("RGB")
-                    if image_size is not None:
-                        image = image.resize(tuple(image_size)[::-1])
-                    array = np.asarray(image, "float32") / 255.0
-            except (OSError, ValueError) as e:
+                    image.verify()  # reads no pixels for most formats
+            except (OSError, ValueError, SyntaxError) as e:
                 raise errors.DataError(
                     "Expected readable image files. Received: "
                     f"file={file}, which cannot be read ({e}). Remove or "
                     "replace the file."
                 ) from e
-            if first is None:
-                first = (file, array.shape)
-            elif array.shape != first[1]:
-                raise errors.DataError(
-                    "Expected images of one size. Received: "
-                    f"{file} is {array.shape[1]}x{array.shape[0]} but "
-                    f"{first[0]} is {first[1][1]}x{first[1][0]}. Pass an "
-                    "image size (`image_size` / --image-size H W) to resize "
-                    "them all."
-                )
-            images.append(array)
+            paths.append(file)
             labels.append(label)
-    return Dataset(np.stack(images), np.array(labels), class_names)
+    return Dataset(
+        np.array(paths, dtype=object), np.array(labels), class_names, "image"
+    )
+
+
+def image_pipeline(
+    dataset,
+    image_size,
+    *,
+    channels=3,
+    batch_size=32,
+    shuffle=False,
+    seed=0,
+    augment=None,
+):
+    """A `tf.data` pipeline over an image `Dataset`, read from disk.
+
+    Each file is decoded, resized to `image_size` and scaled to [0, 1]
+    (`keras_hubkit.serving.decode_image`, the same function the exported
+    model's serving signature runs), in parallel, then batched and
+    prefetched. Labels come one-hot.
+
+    Args:
+        dataset: a `Dataset` from `image_folder`.
+        image_size: `(height, width)`.
+        channels: color channels the model takes.
+        batch_size: examples per batch.
+        shuffle: reshuffle the files every epoch (for training).
+        seed: the shuffle seed.
+        augment: a Keras layer applied to each training batch, or None.
+
+    Returns:
+        A `tf.data.Dataset` of `(images, one_hot_labels)`.
+    """
+    import tensorflow as tf
+
+    from keras_hubkit.serving import decode_image
+
+    num_classes = len(dataset.class_names)
+    files = tf.data.Dataset.from_tensor_slices(
+        ([str(p) for p in dataset.x], dataset.y.astype("int32"))
+    )
+    if shuffle:
+        files = files.shuffle(len(dataset.y), seed=seed)
+
+    def load(path, label):
+        image = decode_image(tf.io.read_file(path), image_size, channels)
+        return image, tf.one_hot(label, num_classes)
+
+    batches = files.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(
+        batch_size
+    )
+    if augment is not None:
+        batches = batches.map(
+            lambda x, y: (augment(x, training=True), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def text_pipeline(dataset, *, batch_size=32, shuffle=False, seed=0):
+    """A `tf.data` pipeline of `(strings, one_hot_labels)` batches."""
+    import tensorflow as tf
+
+    examples = tf.data.Dataset.from_tensor_slices(
+        (
+            tf.constant([str(t) for t in dataset.x], tf.string),
+            tf.one_hot(dataset.y.astype("int32"), len(dataset.class_names)),
+        )
+    )
+    if shuffle:
+        examples = examples.shuffle(len(dataset.y), seed=seed)
+    return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def augmentation(setting, seed=0):
+    """The training-only augmentation a recipe's `augment` asks for.
+
+    Args:
+        setting: false/None (none), true (flip, rotation 0.1, zoom 0.1,
+            after TF Hub's `make_image_classifier`), or a dict with any of
+            `flip` ("horizontal", "vertical", "horizontal_and_vertical" or
+            false), `rotation` and `zoom` (fractions).
+        seed: seeds the random layers.
+
+    Returns:
+        A `keras.Sequential` of random layers, or None.
+    """
+    if not setting:
+        return None
+    import keras
+
+    options = {"flip": "horizontal", "rotation": 0.1, "zoom": 0.1}
+    if isinstance(setting, dict):
+        unknown = sorted(set(setting) - set(options))
+        if unknown:
+            raise errors.RecipeError(
+                f"Expected augment settings among {sorted(options)}. "
+                f"Received: {unknown}. Remove them."
+            )
+        options.update(setting)
+    elif setting is not True:
+        raise errors.RecipeError(
+            "Expected augment = true, false or a table (flip, rotation, "
+            f"zoom). Received: augment={setting!r}."
+        )
+    layers = []
+    if options["flip"]:
+        layers.append(keras.layers.RandomFlip(options["flip"], seed=seed))
+    if options["rotation"]:
+        layers.append(
+            keras.layers.RandomRotation(options["rotation"], seed=seed)
+        )
+    if options["zoom"]:
+        layers.append(keras.layers.RandomZoom(options["zoom"], seed=seed))
+    return keras.Sequential(layers, name="augmentation") if layers else None
 
 
 def text_folder(path):

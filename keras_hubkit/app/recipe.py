@@ -3,7 +3,8 @@
 ```toml
 [data]
 kind = "image_folder"        # or text_folder, text_csv
-path = "data/flowers"
+path = "data/flowers"        # resized to the model's input size
+augment = true               # random flip/rotation/zoom while training
 
 [model]
 handle = "https://tfhub.dev/google/imagenet/mobilenet_v3_small_075_224/feature_vector/5"

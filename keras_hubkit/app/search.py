@@ -110,6 +110,7 @@ def search_recipe(recipe, output_dir, verbose="auto", overwrite=False):
     with train_lib.output_folder(output_dir, overwrite):
         search = dict(recipe["search"])
         dataset, train, val, _ = train_lib.split_data(recipe.get("data", {}))
+        train, val = train_lib.in_memory(recipe, train, val)
         model_config = recipe.get("model", {})
         hypermodel = tuning.HubClassifierHyperModel(
             model_config["handle"],

@@ -19,8 +19,7 @@ import numpy as np
 
 from keras_hubkit import constants
 from keras_hubkit import errors
-from keras_hubkit._arrays import model_input
-from keras_hubkit._arrays import one_hot
+from keras_hubkit import serving
 from keras_hubkit.app import data as data_lib
 from keras_hubkit.app import plots
 from keras_hubkit.classifier import image_classifier
@@ -28,6 +27,7 @@ from keras_hubkit.classifier import text_classifier
 from keras_hubkit.export import export_saved_model
 from keras_hubkit.finetune import Stage
 from keras_hubkit.finetune import StagedFineTuner
+from keras_hubkit.image_spec import get_expected_image_size
 
 OPTIMIZERS = {
     "sgd": lambda lr, m: keras.optimizers.SGD(lr, momentum=m),
@@ -86,8 +86,7 @@ def load_data(config):
     kind = config.get("kind")
     path = config.get("path")
     if kind == "image_folder":
-        size = config.get("image_size")
-        return data_lib.image_folder(path, tuple(size) if size else None)
+        return data_lib.image_folder(path)
     if kind == "text_folder":
         return data_lib.text_folder(path)
     if kind == "text_csv":
@@ -123,6 +122,12 @@ def split_data(config):
 def train_classifier(recipe, output_dir, verbose="auto", overwrite=False):
     """Trains, evaluates and exports a classifier described by `recipe`.
 
+    Images are streamed from disk through `tf.data`, resized to the size
+    the model was traced for (`hk.get_expected_image_size`; a recipe's
+    `image_size` for models that take any size) and optionally augmented
+    (`[data] augment`). The exported SavedModel serves: see
+    `keras_hubkit.serving.classifier_signatures`.
+
     Args:
         recipe: a dict with `data`, `model`, `stages`, `output` tables (see
             the recipes guide).
@@ -139,12 +144,13 @@ def train_classifier(recipe, output_dir, verbose="auto", overwrite=False):
         OutputExistsError: `output_dir` holds files and `overwrite` is off.
         RecipeError: the recipe is malformed.
         DataError: the data cannot be read.
+        InputSpecError: the handle is not an image model (image data), or
+            `image_size` differs from the size the model was traced for.
     """
     with output_folder(output_dir, overwrite):
         data_config = recipe.get("data", {})
         dataset, train, val, test = split_data(data_config)
-        model = build_model(recipe.get("model", {}), dataset)
-        num_classes = len(dataset.class_names)
+        model = build_model(recipe.get("model", {}), dataset, data_config)
         smoothing = float(recipe.get("model", {}).get("label_smoothing", 0.1))
         loss = keras.losses.CategoricalCrossentropy(
             from_logits=True, label_smoothing=smoothing
@@ -156,24 +162,67 @@ def train_classifier(recipe, output_dir, verbose="auto", overwrite=False):
             loss=loss,
             metrics=["accuracy"],
         ).run(
-            model_input(train.x),
-            one_hot(train.y, num_classes),
-            validation_data=(model_input(val.x), one_hot(val.y, num_classes))
-            if val
-            else None,
-            batch_size=int(data_config.get("batch_size", 32)),
+            pipeline(train, model, data_config, training=True),
+            validation_data=pipeline(val, model, data_config) if val else None,
             verbose=_verbosity(verbose),
+            shuffle=False,  # the pipeline reshuffles every epoch
         )
         seconds = time.perf_counter() - started
         return _finish(
             model,
             history,
+            pipeline(test, model, data_config),
             test,
             dataset.class_names,
             output_dir,
             recipe.get("output", {}),
             seconds,
         )
+
+
+def pipeline(dataset, model, data_config, training=False):
+    """The `tf.data` input of `model` over `dataset` (see `[data]`).
+
+    Training data is reshuffled every epoch and augmented when the recipe
+    says `augment`; images are resized to the model's input size.
+    """
+    batch_size = int(data_config.get("batch_size", 32))
+    seed = int(data_config.get("seed", 0))
+    if dataset.kind == "text":
+        return data_lib.text_pipeline(
+            dataset, batch_size=batch_size, shuffle=training, seed=seed
+        )
+    height, width, channels = model.inputs[0].shape[1:]
+    augment = data_config.get("augment") if training else None
+    return data_lib.image_pipeline(
+        dataset,
+        (height, width),
+        channels=channels,
+        batch_size=batch_size,
+        shuffle=training,
+        seed=seed,
+        augment=data_lib.augmentation(augment, seed),
+    )
+
+
+def in_memory(recipe, *datasets):
+    """Image datasets as float arrays at the model's size (for searches,
+    whose cached features need arrays); text datasets as they are."""
+    data_config = recipe.get("data", {})
+    result = []
+    for dataset in datasets:
+        if dataset is None or dataset.kind != "image":
+            result.append(dataset)
+            continue
+        size = data_config.get("image_size") or get_expected_image_size(
+            recipe.get("model", {}).get("handle"), default=(224, 224)
+        )
+        images = data_lib.image_pipeline(dataset, tuple(size))
+        x = np.concatenate([batch for batch, _ in images.as_numpy_iterator()])
+        result.append(
+            data_lib.Dataset(x, dataset.y, dataset.class_names, "image")
+        )
+    return result
 
 
 @contextlib.contextmanager
@@ -195,11 +244,13 @@ def output_folder(path, overwrite):
         raise
 
 
-def build_model(model_config, dataset):
+def build_model(model_config, dataset, data_config=None):
     """The classifier a recipe's `[model]` table describes, for `dataset`.
 
     Raises:
         RecipeError: the table has no handle.
+        InputSpecError: image data and a model that does not take images,
+            or an `image_size` other than the model's.
     """
     config = dict(model_config)
     handle = config.pop("handle", None)
@@ -210,20 +261,24 @@ def build_model(model_config, dataset):
         )
     config.pop("label_smoothing", None)
     num_classes = len(dataset.class_names)
-    if dataset.x.dtype == object:
+    if dataset.kind == "text":
         return text_classifier(handle, num_classes, **config)
+    size = (data_config or {}).get("image_size")
     return image_classifier(
-        handle, num_classes, image_size=dataset.x.shape[1:3], **config
+        handle,
+        num_classes,
+        image_size=tuple(size) if size else None,
+        **config,
     )
 
 
-def _finish(model, history, test, class_names, output_dir, output, seconds):
+def _finish(
+    model, history, test_data, test, class_names, output_dir, output, seconds
+):
     probabilities = keras.Model(
         model.input, keras.layers.Softmax(name="probabilities")(model.output)
     )
-    predicted = np.argmax(
-        probabilities.predict(model_input(test.x), verbose=0), axis=1
-    )
+    predicted = np.argmax(probabilities.predict(test_data, verbose=0), axis=1)
     matrix = plots.confusion_matrix(test.y, predicted, class_names)
     metrics = {
         "test_accuracy": float(np.mean(predicted == test.y)),
@@ -238,8 +293,11 @@ def _finish(model, history, test, class_names, output_dir, output, seconds):
         probabilities,
         os.path.join(output_dir, "saved_model"),
         class_names=class_names,
-        tflite=bool(output.get("tflite", False)),
+        tflite=output.get("tflite", False) and _tflite_signature(test.kind),
         overwrite=True,
+        signatures=serving.classifier_signatures(
+            probabilities, class_names, test.kind
+        ),
     )
     with open(os.path.join(output_dir, "labels.txt"), "w") as f:
         f.write("\n".join(class_names) + "\n")
@@ -259,6 +317,11 @@ def _finish(model, history, test, class_names, output_dir, output, seconds):
         ),
     }
     return {**metrics, "paths": paths, "model": probabilities}
+
+
+def _tflite_signature(kind):
+    # TFLite has no image decoding: convert the float-image signature.
+    return serving.FLOAT_SIGNATURE if kind == "image" else "serving_default"
 
 
 def _verbosity(verbose):
