@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from keras_hubkit import _compat
 from keras_hubkit import errors
+from keras_hubkit._savedmodel import public_signatures
 from keras_hubkit.hub_layer import HubLayer
 from keras_hubkit.scanner import scan_path
 
@@ -122,11 +123,7 @@ def _prepare(obj, input_signature):
 
 
 def _loaded_signatures(obj):
-    signatures = {
-        k: v
-        for k, v in getattr(obj, "signatures", {}).items()
-        if not k.startswith("__")
-    }
+    signatures = public_signatures(obj)
     if "serving_default" not in signatures and callable(obj):
         fn = _inference_trace(obj)
         if fn is not None:

@@ -15,6 +15,7 @@ from keras_hubkit import errors
 from keras_hubkit import image_spec
 from keras_hubkit import keras_file
 from keras_hubkit._redact import redact
+from keras_hubkit._savedmodel import public_signatures
 from keras_hubkit.loading import load
 from keras_hubkit.loading import origin_of
 from keras_hubkit.resolver import resolve
@@ -234,11 +235,7 @@ class HubLayer(keras.layers.Layer):
         if self.signature is None:
             if callable(obj):
                 return obj
-            available = sorted(
-                k
-                for k in getattr(obj, "signatures", {}) or {}
-                if not k.startswith("__")
-            )
+            available = sorted(public_signatures(obj))
             raise errors.SignatureError(
                 f"The SavedModel at {self._redacted_handle!r} has no "
                 "`__call__`"

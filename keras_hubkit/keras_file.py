@@ -20,6 +20,7 @@ import zipfile
 import tensorflow as tf
 
 from keras_hubkit import errors
+from keras_hubkit._savedmodel import public_signatures
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +42,7 @@ def write_layer_saved_model(dir_path, obj, *, metadata, source_path, is_tf1):
     dest = os.path.join(dir_path, SAVED_MODEL_DIR)
     resaved = False
     if not is_tf1:
-        signatures = {
-            k: v
-            for k, v in (getattr(obj, "signatures", None) or {}).items()
-            if not k.startswith("__")
-        }
+        signatures = public_signatures(obj)
         try:
             tf.saved_model.save(obj, dest, signatures=signatures or None)
             resaved = True
