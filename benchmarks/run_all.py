@@ -425,9 +425,13 @@ def _search_section(data):
         f"- Fixed cost of a cached trial (its time beyond {data['epochs']} "
         f"steady epochs of {data['steady_epoch_ms']:.0f} ms): "
         f"**{data['fixed_ms']['median']:.0f} ms** "
-        f"({data['fixed_ms']['p25']:.0f}-{data['fixed_ms']['p75']:.0f}): "
-        "building the trial's model, compiling a head of a new shape (a "
-        "head shape seen before reuses its compiled functions), keras-"
+        f"({data['fixed_ms']['p25']:.0f}-{data['fixed_ms']['p75']:.0f}"
+        + "".join(
+            f"; {_SHAPES[k]}: {v['median']:.0f} ms, n={v['n']}"
+            for k, v in data.get("fixed_ms_by_head_shape", {}).items()
+        )
+        + "): building the trial's model, compiling a head of a new shape "
+        "(a head shape seen before reuses its compiled functions), keras-"
         "tuner's bookkeeping and its one checkpoint. keras-tuner's session "
         "reset, which it runs before every trial "
         f"({data['cleanup_ms']['median']:.0f} ms here), is skipped for "
@@ -437,6 +441,12 @@ def _search_section(data):
         "(disk cache) nor re-scan (the scan report is reused).",
         "",
     ]
+
+
+_SHAPES = {
+    "new_shape": "trials with a new head shape",
+    "seen_shape": "with a head shape seen before",
+}
 
 
 def _quality_section(data):
