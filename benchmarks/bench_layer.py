@@ -420,7 +420,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    repeats = 7 if args.quick else 25
+    repeats = 7 if args.quick else 15
     results = {"cases": []}
     with tempfile.TemporaryDirectory() as workdir:
         for name, path, make, batches in model_specs(workdir):
