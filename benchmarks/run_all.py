@@ -63,8 +63,9 @@ def write_page():
         "",
         "Every figure comes from a script in `benchmarks/` and is a ratio of "
         "medians measured in one process, interleaved (A B A B ...), with "
-        "the spread from the interquartile ranges, because these machines "
-        "are noisy. Reproduce everything with:",
+        "the spread from the interquartile ranges (low-high) and the number "
+        "of repetitions (*n*), because these machines are noisy. The scripts "
+        "measure the checkout they live in. Reproduce everything with:",
         "",
         "```bash",
         'pip install -e ".[test,bench]"   # bench: tf_keras + tensorflow_hub',
@@ -114,12 +115,15 @@ def _targets_section():
         _loops_target(_load("layer")),
         _fit_finding(_load("layer")),
         _search_target(_load("search")),
-        *_script_targets(_load("startup"), "import"),
+        *_script_targets(_load("startup")),
         _warm_load_target(_load("load")),
         ("GPU rows", "not available", GPU_NOTE),
     ]
     lines = [
         "## Targets",
+        "",
+        "The targets of the second performance round, each with the figure "
+        "that decides it.",
         "",
         "| target | status | figure |",
         "|---|---|---|",
@@ -217,7 +221,7 @@ def _search_target(data):
     )
 
 
-def _script_targets(data, what):
+def _script_targets(data):
     """Rows another script states in its results (`targets`: a list of
     `{"target", "met", "figure"}`)."""
     if not data or not data.get("targets"):
