@@ -187,10 +187,19 @@ def _fit_finding(layer):
         target,
         "explained",
         f"HubLayer {_common.fmt_ratio(vs['raw'])} the full floor (CPU time "
-        f"{_common.fmt_ratio(cpu['raw'])}); {tfsm}{why}. The step is "
-        f"traced once: no retrace per `fit` ({row['repeats']} interleaved "
-        "calls)",
+        f"{_common.fmt_ratio(cpu['raw'])}); {tfsm}{why}. "
+        + _retrace_text(row)
+        + f" ({row['repeats']} interleaved calls)",
     )
+
+
+def _retrace_text(row):
+    counts = row.get("traces", {})
+    if counts.get("hubkit") is None:
+        return "Retracing was not counted."
+    if counts["hubkit"] == 1:
+        return "HubLayer's train step is traced once for all its `fit` calls."
+    return f"HubLayer's train step was traced {counts['hubkit']} times."
 
 
 def _search_target(data):
