@@ -18,6 +18,9 @@ REAL = os.environ.get("HUBKIT_REAL_MODELS") or os.path.join(
     os.path.dirname(ROOT), "shared", "testdata", "real_models"
 )
 sys.path.insert(0, os.path.join(ROOT, "tests"))  # the fixture builders
+# Measure the checkout these scripts live in, not whichever keras_hubkit
+# the environment installed (an editable install may point elsewhere).
+sys.path.insert(0, ROOT)
 
 
 def interleaved(cases, repeats, warmup=2, cpu=None):

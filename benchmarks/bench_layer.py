@@ -125,7 +125,7 @@ def keras_path(layer, x, target, keras_module=None):
     return {
         "predict": lambda: model.predict_on_batch(x),
         "train": lambda: model.train_on_batch(x, target),
-        "fit": lambda: model.fit(data, epochs=1, verbose=0),
+        "fit": lambda: model.fit(data, epochs=1, verbose=0, shuffle=False),
         "model": model,
     }
 
@@ -159,6 +159,28 @@ def build_paths(path, x, kind="predict"):
             "'.[bench]' to compare with hub.KerasLayer"
         )
     return paths
+
+
+def traces(model):
+    """How many times the Keras model's train step was traced, found in
+    its `train_function`'s closure (a benchmark-only peek): 1 means no
+    retrace across `fit` calls."""
+
+    def functions(fn, depth=0):
+        found = []
+        for cell in getattr(fn, "__closure__", None) or []:
+            value = cell.cell_contents
+            if hasattr(value, "experimental_get_tracing_count"):
+                found.append(value)
+            elif callable(value) and depth < 3:
+                found += functions(value, depth + 1)
+        return found
+
+    counts = [
+        f.experimental_get_tracing_count()
+        for f in functions(getattr(model, "train_function", None))
+    ]
+    return max(counts) if counts else None
 
 
 # ------------------------------------------------------------ correctness
@@ -420,7 +442,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    repeats = 7 if args.quick else 25
+    repeats = 7 if args.quick else 15
     results = {"cases": []}
     with tempfile.TemporaryDirectory() as workdir:
         for name, path, make, batches in model_specs(workdir):
@@ -456,6 +478,12 @@ def main(argv=None):
                         },
                         "repeats": n,
                     }
+                    if kind == "fit":
+                        row["traces"] = {
+                            p: traces(v["model"])
+                            for p, v in paths.items()
+                            if "model" in v
+                        }
                     results["cases"].append(row)
                     print(
                         f"  {kind:7} "

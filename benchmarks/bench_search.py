@@ -111,6 +111,19 @@ def search(cache, trials, train, val, directory):
     return scores, list(_TIMES["trials"]), list(_TIMES["epochs"]), tuner
 
 
+def new_head_shapes(tuner):
+    """Per trial, in order: whether its head shape is new to the search
+    (so it traces its head's functions)."""
+    seen, new = set(), []
+    trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
+    for trial in trials:
+        values = trial.hyperparameters.values
+        shape = (values.get("head_width"), values.get("head_depth"))
+        new.append(shape not in seen)
+        seen.add(shape)
+    return new
+
+
 def reevaluate_best(tuner, val):
     """The validation loss of `get_best_models`' model (its best epoch)."""
     model = tuner.get_best_models(1)[0]
@@ -147,6 +160,10 @@ def rebuild_cost(repeats):
     return _common.stats(times)["median"], grown / 1024 / repeats
 
 
+def _ms(stats):
+    return {k: v * 1e3 if k != "n" else v for k, v in stats.items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -180,6 +197,12 @@ def main(argv=None):
     epoch_s = statistics.median(steady_epochs)
     fixed = [t - EPOCHS * epoch_s for t in times_c[1:]]
     fixed_stats = _common.stats(fixed)
+    new = new_head_shapes(tuner)[1:]
+    fixed_by_shape = {
+        kind: _common.stats([f for f, n in zip(fixed, new) if n == is_new])
+        for kind, is_new in (("new_shape", True), ("seen_shape", False))
+        if any(n == is_new for n in new)
+    }
     speed = {
         "ratio": uncached_stats["median"] / cached_stats["median"],
         "low": uncached_stats["p25"] / cached_stats["p75"],
@@ -221,7 +244,11 @@ def main(argv=None):
     print(
         f"fixed cost of a cached trial: {fixed_stats['median'] * 1e3:.0f} ms "
         f"({fixed_stats['p25'] * 1e3:.0f}-{fixed_stats['p75'] * 1e3:.0f}); "
-        f"of it keras-tuner's clear_session + gc.collect: "
+        + "; ".join(
+            f"{k.replace('_', ' ')}: {v['median'] * 1e3:.0f} ms (n={v['n']})"
+            for k, v in fixed_by_shape.items()
+        )
+        + f"; keras-tuner's clear_session + gc.collect, skipped: "
         f"{cleanup['median'] * 1e3:.0f} ms; one steady epoch: "
         f"{epoch_s * 1e3:.0f} ms"
     )

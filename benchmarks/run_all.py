@@ -66,8 +66,9 @@ def write_page():
         "",
         "Every figure comes from a script in `benchmarks/` and is a ratio of "
         "medians measured in one process, interleaved (A B A B ...), with "
-        "the spread from the interquartile ranges, because these machines "
-        "are noisy. Reproduce everything with:",
+        "the spread from the interquartile ranges (low-high) and the number "
+        "of repetitions (*n*), because these machines are noisy. The scripts "
+        "measure the checkout they live in. Reproduce everything with:",
         "",
         "```bash",
         'pip install -e ".[test,bench]"   # bench: tf_keras + tensorflow_hub',
@@ -117,12 +118,15 @@ def _targets_section():
         _loops_target(_load("layer")),
         _fit_finding(_load("layer")),
         _search_target(_load("search")),
-        *_script_targets(_load("startup"), "import"),
+        *_script_targets(_load("startup")),
         _warm_load_target(_load("load")),
         ("GPU rows", "not available", GPU_NOTE),
     ]
     lines = [
         "## Targets",
+        "",
+        "The targets of the second performance round, each with the figure "
+        "that decides it.",
         "",
         "| target | status | figure |",
         "|---|---|---|",
@@ -186,10 +190,19 @@ def _fit_finding(layer):
         target,
         "explained",
         f"HubLayer {_common.fmt_ratio(vs['raw'])} the full floor (CPU time "
-        f"{_common.fmt_ratio(cpu['raw'])}); {tfsm}{why}. The step is "
-        f"traced once: no retrace per `fit` ({row['repeats']} interleaved "
-        "calls)",
+        f"{_common.fmt_ratio(cpu['raw'])}); {tfsm}{why}. "
+        + _retrace_text(row)
+        + f" ({row['repeats']} interleaved calls)",
     )
+
+
+def _retrace_text(row):
+    counts = row.get("traces", {})
+    if counts.get("hubkit") is None:
+        return "Retracing was not counted."
+    if counts["hubkit"] == 1:
+        return "HubLayer's train step is traced once for all its `fit` calls."
+    return f"HubLayer's train step was traced {counts['hubkit']} times."
 
 
 def _search_target(data):
@@ -220,7 +233,7 @@ def _search_target(data):
     )
 
 
-def _script_targets(data, what):
+def _script_targets(data):
     """Rows another script states in its results (`targets`: a list of
     `{"target", "met", "figure"}`)."""
     if not data or not data.get("targets"):
@@ -457,9 +470,13 @@ def _search_section(data):
         f"- Fixed cost of a cached trial (its time beyond {data['epochs']} "
         f"steady epochs of {data['steady_epoch_ms']:.0f} ms): "
         f"**{data['fixed_ms']['median']:.0f} ms** "
-        f"({data['fixed_ms']['p25']:.0f}-{data['fixed_ms']['p75']:.0f}): "
-        "building the trial's model, compiling a head of a new shape (a "
-        "head shape seen before reuses its compiled functions), keras-"
+        f"({data['fixed_ms']['p25']:.0f}-{data['fixed_ms']['p75']:.0f}"
+        + "".join(
+            f"; {_SHAPES[k]}: {v['median']:.0f} ms, n={v['n']}"
+            for k, v in data.get("fixed_ms_by_head_shape", {}).items()
+        )
+        + "): building the trial's model, compiling a head of a new shape "
+        "(a head shape seen before reuses its compiled functions), keras-"
         "tuner's bookkeeping and its one checkpoint. keras-tuner's session "
         "reset, which it runs before every trial "
         f"({data['cleanup_ms']['median']:.0f} ms here), is skipped for "
@@ -469,6 +486,12 @@ def _search_section(data):
         "(disk cache) nor re-scan (the scan report is reused).",
         "",
     ]
+
+
+_SHAPES = {
+    "new_shape": "trials with a new head shape",
+    "seen_shape": "with a head shape seen before",
+}
 
 
 def _quality_section(data):

@@ -152,6 +152,30 @@ def test_cached_features_match_uncached(image_model, tmp_path, monkeypatch):
     assert cached["save_weights"] == 4 < uncached["save_weights"]
 
 
+def test_cached_and_unfrozen_trials_mix(image_model, tmp_path):
+    # Head-only trials (cached, no session reset) and unfrozen trials
+    # (uncached, with keras-tuner's reset) alternate in one search.
+    hypermodel = HubClassifierHyperModel(
+        image_model,
+        2,
+        input_shape=(8, 8, 3),
+        head_epochs=[1],
+        unfreeze_groups=[0, 1],
+        dropout=[0.0],
+        head_widths=[0, 4],
+        cache_features=True,
+    )
+    tuner = keras_tuner.GridSearch(
+        hypermodel, objective="val_loss", max_trials=4, directory=str(tmp_path)
+    )
+    x, y = _data()
+    _search(tuner, x, y, epochs=2)
+    assert _statuses(tuner) == ["COMPLETED"] * 4
+    assert hypermodel.compiled_heads == 2
+    for model in tuner.get_best_models(4):
+        assert model.predict(x[:2], verbose=0).shape == (2, 2)
+
+
 def test_fingerprints_follow_in_place_edits():
     from keras_hubkit.tuning import _Fingerprints
 
