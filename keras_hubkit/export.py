@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from keras_hubkit import _compat
 from keras_hubkit import errors
+from keras_hubkit._savedmodel import SAVED_MODEL_FILES
 from keras_hubkit._savedmodel import public_signatures
 from keras_hubkit.hub_layer import HubLayer
 from keras_hubkit.scanner import scan_path
@@ -252,10 +253,24 @@ def _check_destination(export_dir, overwrite):
             f"Expected a folder to export to. Received: {export_dir!r}, "
             "which is a file."
         )
-    if os.path.isdir(export_dir) and os.listdir(export_dir) and not overwrite:
+    if not (os.path.isdir(export_dir) and os.listdir(export_dir)):
+        return
+    if not overwrite:
         raise errors.OutputExistsError(
             f"{export_dir!r} exists and is not empty. Pass overwrite=True "
             "to replace it (atomically), or choose another folder."
+        )
+    # Replacing swaps the whole folder: only ever replace an earlier export,
+    # never a folder of other files (the working directory, a home folder).
+    if not any(
+        os.path.isfile(os.path.join(export_dir, name))
+        for name in SAVED_MODEL_FILES
+    ):
+        raise errors.OutputExistsError(
+            "Expected a new folder, or an earlier SavedModel export to "
+            f"replace. Received: {export_dir!r}, which holds other files "
+            f"({sorted(os.listdir(export_dir))[:5]}); overwrite would delete "
+            "them. Choose a new folder."
         )
 
 

@@ -363,10 +363,17 @@ def _read_raw(path):
         if tf.io.gfile.exists(file):
             with tf.io.gfile.GFile(file, "rb") as f:
                 return f.read(), is_text
-    raise errors.UnsafeModelError(
-        f"Cannot scan {path!r}: no saved_model.pb (a chunked "
-        "saved_model.cpb cannot be scanned). Re-export it without "
-        "chunking, or trust it explicitly."
+    if tf.io.gfile.exists(os.path.join(path, "saved_model.cpb")):
+        raise errors.UnsafeModelError(
+            f"Expected a saved_model.pb to scan. Received: {path!r}, which "
+            "holds a chunked saved_model.cpb, which cannot be scanned. "
+            "Re-export it without chunking, or trust it explicitly."
+        )
+    raise errors.InvalidSavedModelError(
+        f"Expected a SavedModel folder (with saved_model.pb). Received: "
+        f"{path!r}, which has none. Pass the folder written by "
+        "tf.saved_model.save (or hk.export_saved_model); for a .keras file, "
+        "use `hubkit inspect model.keras` or `hk.keras_file`."
     )
 
 

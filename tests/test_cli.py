@@ -116,3 +116,11 @@ def test_inspect_and_export_a_keras_file(mul_model, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     reloaded = hk.load(str(tmp_path / "out"))
     assert float(reloaded(keras.ops.ones((1, 2)))[0, 0]) == 2.0
+
+
+def test_inspect_of_a_folder_that_is_no_saved_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    out = _hubkit("inspect", tmp_path)
+    assert out.returncode == 2
+    assert "InvalidSavedModelError" in out.stderr
+    assert "saved_model.pb" in out.stderr and "trust" not in out.stderr

@@ -186,8 +186,16 @@ def test_existing_destination_needs_overwrite(tmp_path):
     with pytest.raises(errors.ExportError, match="overwrite=True"):
         hk.export_saved_model(model, dest)
     assert (dest / "keep.txt").read_text() == "mine"
+    # overwrite replaces an earlier export, never a folder of other files
+    # (`hubkit export SRC . --overwrite` must not wipe the working folder).
+    with pytest.raises(errors.OutputExistsError, match="keep.txt"):
+        hk.export_saved_model(model, dest, overwrite=True)
+    assert (dest / "keep.txt").read_text() == "mine"
+    (dest / "keep.txt").unlink()
+    hk.export_saved_model(model, dest)
+    (dest / "stale.txt").write_text("from the earlier export")
     hk.export_saved_model(model, dest, overwrite=True)
-    assert not (dest / "keep.txt").exists()
+    assert not (dest / "stale.txt").exists()
     assert (dest / "saved_model.pb").exists()
     assert sorted(os.listdir(tmp_path)) == ["out"]
 
