@@ -124,3 +124,25 @@ def test_inspect_of_a_folder_that_is_no_saved_model(tmp_path):
     assert out.returncode == 2
     assert "InvalidSavedModelError" in out.stderr
     assert "saved_model.pb" in out.stderr and "trust" not in out.stderr
+
+
+def test_export_never_runs_python_from_a_keras_file(tmp_path):
+    """A `.keras` with a Python lambda is refused in safe mode: the command
+    line never turns safe mode off, so the lambda never runs."""
+    import keras
+
+    canary = tmp_path / "canary"
+    path = str(canary)  # a plain string, so the lambda serializes
+    model = keras.Sequential(
+        [
+            keras.Input((2,)),
+            keras.layers.Lambda(lambda x: (open(path, "w").close(), x)[1]),
+        ]
+    )
+    model.save(tmp_path / "evil.keras")
+    canary.unlink()  # building the model ran the lambda once, here
+    out = _hubkit("export", tmp_path / "evil.keras", tmp_path / "out")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "UnsafeDeserializationError" in out.stderr
+    assert not canary.exists()
+    assert not (tmp_path / "out").exists()

@@ -235,7 +235,19 @@ def _export(args):
 
         # Safe mode holds: HubLayer rebuilds itself in safe mode when its
         # stored SavedModel passes the scan with no opt-in.
-        obj = keras.models.load_model(args.source)
+        try:
+            obj = keras.models.load_model(args.source)
+        except ValueError as e:
+            if "safe_mode" not in str(e) or isinstance(e, errors.HubkitError):
+                raise
+            raise errors.UnsafeDeserializationError(
+                "Expected a .keras file that Keras loads in safe mode. "
+                f"Received: source={args.source}, which holds Python code "
+                f"({str(e).split('.')[0]}). The command line never turns "
+                "safe mode off: if you trust the file, load it in Python "
+                "with keras.models.load_model(path, safe_mode=False) and "
+                "call hk.export_saved_model."
+            ) from e
     else:
         obj = load(args.source, allow_ops=args.allow_op or None)
         _require_reusable(obj, args.source)
