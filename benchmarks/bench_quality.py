@@ -160,8 +160,10 @@ def head_only(data, epochs):
 
 
 def staged(data, epochs):
-    """`hk.finetune.fine_tune`: head stage, then everything unfrozen with
-    discriminative rates; stages that worsen validation are rolled back."""
+    """`hk.finetune.fine_tune(plan="auto")`: a head stage, then deeper and
+    deeper unfreezing (top 1, 2, 4... groups, discriminative rates) while
+    validation improves; stages that worsen it are rolled back, and the
+    rest of the budget trains at the best depth."""
     model = _transfer_model()
     head_epochs = max(1, round(epochs * 2 / 3))
     history = hk.finetune.fine_tune(
@@ -170,6 +172,7 @@ def staged(data, epochs):
         epochs=max(1, epochs - head_epochs),
         freeze_epochs=head_epochs,
         base_lr=2e-3,
+        plan="auto",
         loss=LOSS,
         metrics=["accuracy"],
         validation_data=data["val"],
@@ -177,7 +180,8 @@ def staged(data, epochs):
         verbose=0,
     )
     return _accuracy(model, data["test"]), {
-        "rolled_back": len(history.rollbacks)
+        "rolled_back": len(history.rollbacks),
+        "depth": history.auto_depth,
     }
 
 

@@ -205,6 +205,34 @@ def test_auto_plan_goes_deeper_while_it_helps(image_model):
         StagedFineTuner(model, AutoPlan(epochs=2), loss=SCE).run(x, y)
 
 
+def test_auto_plan_choices_without_training():
+    plan = AutoPlan(epochs=6, head_epochs=2, step_epochs=1)
+    assert plan.depth_steps(5) == [1, 2, 4, 5]
+    stages, outcomes = [], []
+
+    def step(kept):
+        stage = plan.next_stage(stages, outcomes, 5)
+        if stage is not None:
+            stages.append(stage)
+            outcomes.append(kept)
+        return stage
+
+    assert step(True).unfreeze == "head"
+    assert step(True).unfreeze == 1
+    assert step(False).unfreeze == 2  # this one gets rolled back ...
+    rest = step(True)  # ... so the rest trains at depth 1
+    assert (rest.unfreeze, rest.epochs, rest.name) == (
+        1,
+        2,
+        "auto: rest of budget",
+    )
+    assert step(True) is None
+    assert sum(s.epochs for s in stages) == 6
+    assert plan.chosen_depth(stages, outcomes) == 1
+    with pytest.raises(errors.StagePlanError, match="head_epochs"):
+        AutoPlan(epochs=2, head_epochs=3)
+
+
 # -------------------------------------------------- resume (defect 1)
 def test_resume_after_early_stopping_and_a_crash_is_exact(
     image_model, tmp_path

@@ -134,7 +134,7 @@ class AutoPlan:
         if depth == 0:
             return Stage(
                 epochs,
-                unfreeze="head",
+                unfreeze=0,
                 lr=self._base_lr(),
                 schedule="cosine",
                 optimizer=self.optimizer,

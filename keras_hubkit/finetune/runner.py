@@ -224,7 +224,7 @@ class StagedFineTuner:
             StagePlanError: an `AutoPlan` without validation data, or a
                 backup written by another plan.
         """
-        monitor = self.monitor or (
+        monitor = self._monitor = self.monitor or (
             "val_loss" if validation_data is not None else "loss"
         )
         if self.auto_plan is not None and validation_data is None:
@@ -241,7 +241,7 @@ class StagedFineTuner:
         history = StagedHistory()
         guard = cb.NaNGuard()
         best = cb.BestWeights(monitor, self.checkpoint_path)
-        steps = steps_per_epoch or _steps_per_epoch(x, batch_size)
+        steps = self._steps = steps_per_epoch or _steps_per_epoch(x, batch_size)
         self._steps_per_execution = self._choose_steps_per_execution(
             steps, callbacks
         )
@@ -285,17 +285,7 @@ class StagedFineTuner:
                 verbose=verbose,
                 **fit_kwargs,
             )
-            value = _end_value(early, history, index, monitor)
-            kept = not (
-                guarded
-                and snapshot is not None
-                and (guard.stopped or _worse(value, snapshot.value, monitor))
-            )
-            if not kept:
-                self._roll_back(index, stage, snapshot, value, steps, history)
-                value = snapshot.value
-            history.stage_values.append(value if guarded else None)
-            self._outcomes.append(kept)
+            self._close_stage(index, early, guarded, snapshot, guard, history)
             first_epoch, snapshot = end_epoch, None
             if guard.stopped:
                 history.stopped_on_nan = True
@@ -310,6 +300,22 @@ class StagedFineTuner:
             )
         history.set_model(self.model)
         return history
+
+    def _close_stage(self, index, early, guarded, snapshot, guard, history):
+        """Keeps stage `index`, or (guarded) rolls it back when it ended
+        worse than the stage before or on a NaN; records the outcome."""
+        monitor = self._monitor
+        value = _end_value(early, history, index, monitor)
+        kept = not (
+            guarded
+            and snapshot is not None
+            and (guard.stopped or _worse(value, snapshot.value, monitor))
+        )
+        if not kept:
+            self._roll_back(index, snapshot, value, history)
+            value = snapshot.value
+        history.stage_values.append(value if guarded else None)
+        self._outcomes.append(kept)
 
     def _fit(self, x, y, *, callbacks, verbose, **kwargs):
         if _multi_worker.is_multi_worker(self.model.distribute_strategy):
@@ -497,12 +503,13 @@ class StagedFineTuner:
             value,
         )
 
-    def _roll_back(self, index, stage, snapshot, value, steps, history):
+    def _roll_back(self, index, snapshot, value, history):
         self.model.set_weights(snapshot.weights)
+        stage = self.stages[index]
         previous = snapshot.optimizer_stage
         if previous is not None:
             self._prepare_stage(
-                previous, self.stages[previous], steps, None, False
+                previous, self.stages[previous], self._steps, None, False
             )
             self._assign_optimizer(snapshot.optimizer_values)
         history.rollbacks.append(
