@@ -278,12 +278,11 @@ def main(argv=None):
             "max_score_difference": max_diff,
             "best_score": {"uncached": best_u, "cached": best_c_common},
             "best_model_evaluation": best_eval,
-            "fixed_ms": {
-                k: v * 1e3 if k != "n" else v for k, v in fixed_stats.items()
+            "fixed_ms": _ms(fixed_stats),
+            "fixed_ms_by_head_shape": {
+                k: _ms(v) for k, v in fixed_by_shape.items()
             },
-            "cleanup_ms": {
-                k: v * 1e3 if k != "n" else v for k, v in cleanup.items()
-            },
+            "cleanup_ms": _ms(cleanup),
             "steady_epoch_ms": epoch_s * 1e3,
             "rebuild_seconds": seconds,
             "rebuild_peak_mb": mb,

@@ -511,6 +511,19 @@ class _HeadTrainer(keras.Model):
             self._fresh_optimizer_state = [
                 v.numpy() for v in self.optimizer.variables
             ]
+        self._build_metrics()
+
+    def _build_metrics(self):
+        """Creates the compiled metrics' variables now. Keras otherwise
+        creates them (and the optimizer's) inside the first traced train
+        step, and TensorFlow then traces that step a second time."""
+        sample = keras.ops.zeros((1, *self.outputs[0].shape[1:]))
+        for metric in self.metrics:
+            if getattr(metric, "built", True) is False:
+                try:
+                    metric.build(sample, sample)  # targets shaped as logits
+                except Exception:  # Keras builds it in the step instead.
+                    pass
 
 
 class _CopyWeights(keras.callbacks.Callback):
