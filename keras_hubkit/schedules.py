@@ -12,6 +12,8 @@ import math
 import keras
 from keras import ops
 
+from keras_hubkit import errors
+
 _PACKAGE = "keras_hubkit"
 
 
@@ -96,14 +98,16 @@ class Join(keras.optimizers.schedules.LearningRateSchedule):
         self.schedules = [_deserialize(s) for s in schedules]
         self.boundaries = [int(b) for b in boundaries]
         if len(self.boundaries) != len(self.schedules) - 1:
-            raise ValueError(
-                f"Join needs one boundary fewer than schedules. Received: "
-                f"{len(self.schedules)} schedules and boundaries "
-                f"{self.boundaries}."
+            raise errors.ScheduleError(
+                "Expected one boundary fewer than schedules. Received: "
+                f"{len(self.schedules)} schedules and "
+                f"boundaries={self.boundaries}. Give a step boundary between "
+                "each pair of schedules."
             )
         if self.boundaries != sorted(self.boundaries):
-            raise ValueError(
-                f"Join boundaries must increase. Received: {self.boundaries}."
+            raise errors.ScheduleError(
+                "Expected increasing boundaries. Received: "
+                f"boundaries={self.boundaries}. Sort them."
             )
 
     def __call__(self, step):

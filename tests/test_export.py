@@ -188,7 +188,7 @@ def test_existing_destination_needs_overwrite(tmp_path):
     assert (dest / "keep.txt").read_text() == "mine"
     # overwrite replaces an earlier export, never a folder of other files
     # (`hubkit export SRC . --overwrite` must not wipe the working folder).
-    with pytest.raises(errors.OutputExistsError, match="keep.txt"):
+    with pytest.raises(errors.OutputExistsError, match=r"keep\.txt"):
         hk.export_saved_model(model, dest, overwrite=True)
     assert (dest / "keep.txt").read_text() == "mine"
     (dest / "keep.txt").unlink()

@@ -3,6 +3,7 @@
 import keras
 import pytest
 
+from keras_hubkit import errors
 from keras_hubkit import schedules
 
 
@@ -73,8 +74,10 @@ def test_schedule_drives_a_keras_optimizer():
 
 
 def test_join_checks_boundaries():
-    with pytest.raises(ValueError, match="one boundary fewer"):
+    with pytest.raises(errors.ScheduleError, match="one boundary fewer"):
         schedules.Join([schedules.Constant(1.0)], [3])
+    with pytest.raises(ValueError, match="increasing boundaries"):
+        schedules.Join([schedules.Constant(1.0)] * 3, [5, 2])
 
 
 def test_exponential_sweeps_geometrically():

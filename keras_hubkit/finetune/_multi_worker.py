@@ -12,6 +12,8 @@ are reduced across workers. Keras callbacks run as in `fit`.
 import keras
 import tensorflow as tf
 
+from keras_hubkit import errors
+
 
 def is_multi_worker(strategy):
     """Whether `strategy` spans several workers (collective all-reduce)."""
@@ -33,9 +35,10 @@ def fit(
 ):
     """Trains `model` on a batched `tf.data.Dataset` of `(x, y)`."""
     if not isinstance(dataset, tf.data.Dataset):
-        raise TypeError(
-            "Under MultiWorkerMirroredStrategy pass a batched "
-            f"tf.data.Dataset of (x, y). Received: {type(dataset)}."
+        raise errors.StrategyError(
+            "Expected a batched tf.data.Dataset of (x, y) under "
+            f"MultiWorkerMirroredStrategy. Received: {type(dataset)}. Wrap "
+            "the data with tf.data.Dataset.from_tensor_slices(...).batch(n)."
         )
     strategy = model.distribute_strategy
     train_step = _step_function(model, strategy, train=True)
