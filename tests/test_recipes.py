@@ -422,3 +422,56 @@ def test_tuned_recipe_searches_then_retrains(image_dir, image_model, tmp_path):
     assert "| trial |" in (out / "trials.md").read_text()
     assert (out / "search.png").stat().st_size > 0
     _check_outputs(out, ["blue", "red"], _encoded(image_dir, 2))
+
+
+def test_lr_find_picks_the_first_rate(image_dir, image_model, tmp_path):
+    """`lr = "find"` (`hubkit train --lr find`): the range test runs before
+    training and its plot and numbers land beside the results."""
+    from keras_hubkit.app import train as train_lib
+
+    recipe = {
+        "data": {"kind": "image_folder", "path": str(image_dir)},
+        "model": {"handle": image_model},
+        "stages": [
+            {"epochs": 1, "lr": "find", "optimizer": "sgd", "momentum": 0.9}
+        ],
+        "train": {"rollback": False},
+    }
+    out = tmp_path / "run"
+    train_lib.train_classifier(recipe, str(out), verbose=0)
+    assert (out / "lr_find.png").stat().st_size > 0
+    found = json.loads((out / "lr_find.json").read_text())
+    assert found["suggestion"] > 0
+    assert (out / "saved_model" / "saved_model.pb").exists()
+
+
+def test_cli_lr_accepts_find_or_a_positive_number():
+    parser = cli.build_parser()
+    args = parser.parse_args(
+        [
+            "train",
+            "--data",
+            "d",
+            "--handle",
+            "h",
+            "--output",
+            "o",
+            "--lr",
+            "find",
+        ]
+    )
+    assert args.lr == "find"
+    with pytest.raises(SystemExit):
+        parser.parse_args(
+            [
+                "train",
+                "--data",
+                "d",
+                "--handle",
+                "h",
+                "--output",
+                "o",
+                "--lr",
+                "-1",
+            ]
+        )

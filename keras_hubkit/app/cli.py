@@ -185,6 +185,9 @@ def _train(args):
     data.update(
         test_split=args.test_split, validation_split=args.validation_split
     )
+    # With `--lr find`, the fine-tuning stage keeps its 1/10 ratio to the
+    # rate the range test finds (see app.train).
+    base_lr = 0.005 if args.lr == "find" else args.lr
     stages = [
         {
             "epochs": args.epochs,
@@ -198,7 +201,7 @@ def _train(args):
             {
                 "epochs": args.fine_tune_epochs,
                 "unfreeze": "all",
-                "lr": args.lr / 10,
+                "lr": base_lr / 10,
                 "optimizer": "sgd",
                 "momentum": 0.9,
             }
@@ -280,6 +283,21 @@ def _require_reusable(obj, source):
 
 
 # ------------------------------------------------------------- checks
+def _rate(text):
+    """`--lr`: a positive number, or `find`."""
+    if text == "find":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number or `find`, received {text!r}"
+        )
+    return value
+
+
 def _holds_files(path):
     return os.path.isdir(path) and bool(os.listdir(path))
 
@@ -497,7 +515,13 @@ def _train_arguments(train):
         default=0,
         help="then epochs with the base unfrozen (default 0)",
     )
-    train.add_argument("--lr", type=float, default=0.005)
+    train.add_argument(
+        "--lr",
+        type=_rate,
+        default=0.005,
+        help="the head stage's rate, or `find` (learning-rate range test; "
+        "writes lr_find.png)",
+    )
     train.add_argument("--test-split", type=float, default=constants.TEST_SPLIT)
     train.add_argument(
         "--validation-split", type=float, default=constants.VALIDATION_SPLIT

@@ -11,9 +11,12 @@ handle = "https://tfhub.dev/google/imagenet/mobilenet_v3_small_075_224/feature_v
 
 [[stages]]
 epochs = 3
-lr = 0.005
+lr = 0.005                   # or "find": the learning-rate range test picks it
 optimizer = "sgd"
 momentum = 0.9
+
+[train]
+rollback = true              # undo a stage that makes validation worse
 
 [output]
 dir = "runs/flowers"
@@ -33,7 +36,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-TABLES = ("data", "model", "stages", "search", "output")
+TABLES = ("data", "model", "stages", "train", "search", "output")
 
 
 def load_recipe(path, overrides=()):

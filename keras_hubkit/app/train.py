@@ -27,6 +27,7 @@ from keras_hubkit.classifier import text_classifier
 from keras_hubkit.export import export_saved_model
 from keras_hubkit.finetune import Stage
 from keras_hubkit.finetune import StagedFineTuner
+from keras_hubkit.finetune import find_for_plan
 from keras_hubkit.image_spec import get_expected_image_size
 
 OPTIMIZERS = {
@@ -39,6 +40,19 @@ OPTIMIZERS = {
 DEFAULT_STAGES = [
     {"epochs": 5, "lr": 0.005, "optimizer": "sgd", "momentum": 0.9},
 ]
+# Stands in for `lr = "find"` until the range test replaces it.
+FIND_PLACEHOLDER_LR = DEFAULT_STAGES[0]["lr"]
+
+
+def _stages_and_find(stage_configs):
+    """The plan, and whether its first rate is `"find"` (`lr_find` picks it;
+    until then the default rate stands in, so later rates keep their
+    ratio to it)."""
+    configs = [dict(c) for c in stage_configs or DEFAULT_STAGES]
+    find = bool(configs) and configs[0].get("lr") == "find"
+    if find:
+        configs[0]["lr"] = FIND_PLACEHOLDER_LR
+    return stages_from_config(configs), find
 
 
 def stages_from_config(stage_configs):
@@ -156,13 +170,22 @@ def train_classifier(recipe, output_dir, verbose="auto", overwrite=False):
             from_logits=True, label_smoothing=smoothing
         )
         started = time.perf_counter()
+        training = pipeline(train, model, data_config, training=True)
+        stages, find = _stages_and_find(recipe.get("stages"))
+        if find:
+            # The range test picks the first stage's rate; later stages
+            # keep their ratio to it. Its plot lands beside the results.
+            _, stages = find_for_plan(
+                model, training, None, stages, loss=loss, output_dir=output_dir
+            )
         history = StagedFineTuner(
             model,
-            stages_from_config(recipe.get("stages")),
+            stages,
             loss=loss,
             metrics=["accuracy"],
+            rollback=bool(recipe.get("train", {}).get("rollback", True)),
         ).run(
-            pipeline(train, model, data_config, training=True),
+            training,
             validation_data=pipeline(val, model, data_config) if val else None,
             verbose=_verbosity(verbose),
             shuffle=False,  # the pipeline reshuffles every epoch
