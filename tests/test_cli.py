@@ -39,6 +39,7 @@ def test_demo_runs_offline(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     for method in ("head only", "staged fine-tuning", "from scratch"):
         assert method in out.stdout
+    assert "the spread" in out.stdout  # says which gaps are real
     for name in (
         "training_curves.png",
         "confusion_matrix.png",
@@ -146,3 +147,18 @@ def test_export_never_runs_python_from_a_keras_file(tmp_path):
     assert "UnsafeDeserializationError" in out.stderr
     assert not canary.exists()
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_verdict_separates_real_gaps_from_noise():
+    from keras_hubkit.app.demo import verdict
+
+    rows = [
+        {"method": "head only", "accuracy": 0.84},
+        {"method": "staged", "accuracy": 0.838},
+        {"method": "from scratch", "accuracy": 0.59},
+    ]
+    close, far = verdict(rows, examples=880)
+    assert "cannot tell them apart" in close
+    assert far.startswith("head only is better than from scratch by 0.250")
+    # With a tiny held-out set even a large gap is within the spread.
+    assert "cannot tell" in verdict(rows, examples=10)[1]

@@ -67,7 +67,48 @@ def run(output_dir="hubkit_demo", quick=False, seed=0):
         if name == "staged fine-tuning":
             staged = (model, history)
     _report(rows, staged, test, published, output_dir)
+    for line in verdict(rows, len(test[1])):
+        print(line)
     return rows
+
+
+def verdict(rows, examples):
+    """Which differences the held-out set can tell apart, in words.
+
+    One run's accuracy on `examples` held-out images varies by about
+    `sqrt(p (1 - p) / n)` (its standard error) from the test sample alone;
+    a difference counts only when it is larger than twice the combined
+    error of the two methods.
+
+    Args:
+        rows: the results table (`method`, `accuracy`).
+        examples: how many held-out examples each accuracy is measured on.
+
+    Returns:
+        Lines comparing the first method with each other one.
+    """
+    first = rows[0]
+    lines = []
+    for row in rows[1:]:
+        errors_sq = [
+            r["accuracy"] * (1 - r["accuracy"]) / examples for r in (first, row)
+        ]
+        spread = 2 * float(np.sqrt(sum(errors_sq)))
+        gap = first["accuracy"] - row["accuracy"]
+        if abs(gap) > spread:
+            better = first if gap > 0 else row
+            lines.append(
+                f"{better['method']} is better than "
+                f"{(row if better is first else first)['method']} by "
+                f"{abs(gap):.3f}, more than the spread (±{spread:.3f})."
+            )
+        else:
+            lines.append(
+                f"{first['method']} and {row['method']} differ by "
+                f"{abs(gap):.3f}, within the spread (±{spread:.3f}): this "
+                "run cannot tell them apart."
+            )
+    return lines
 
 
 def _digits():
