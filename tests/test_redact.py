@@ -8,7 +8,7 @@ from keras_hubkit._redact import strip_credentials
 
 CLEAN = [
     "/models/mul",
-    "https://tfhub.dev/google/nnlm-en-dim50/2",
+    "https://models.example/google/nnlm-en-dim50/2",
     "https://h/m?tf-hub-format=compressed&b=a%20c&a=1",
     "https://h/m?",  # exact text kept: it is the cache key
     "https://h/m?model_key=a&v=1",
