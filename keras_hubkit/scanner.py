@@ -509,6 +509,21 @@ class _Scope:
         return ("node", node) if node is not None else (None, None)
 
 
+def _producer(scope, ref, bound, depth):
+    """`(decided, node)`: the node that makes `ref`, or a verdict.
+
+    A function argument bound to a proven name decides True and any other
+    argument False; an unknown producer, or a chain deeper than 16 nodes,
+    decides False (what the scan cannot follow is unsafe).
+    """
+    kind, value = scope.producer(ref)
+    if kind == "arg":
+        return value in bound.get(scope.name, ()), None
+    if kind is None or depth > 16:
+        return False, None
+    return None, value
+
+
 def _data_inputs(node):
     return [i for i in node.input if not i.startswith("^")]
 
@@ -816,12 +831,9 @@ class _Analysis:
 
     def _prefix_ok(self, scope, ref, bound, depth=0):
         """Whether `ref` is the checkpoint prefix, or a name under it."""
-        kind, value = scope.producer(ref)
-        if kind == "arg":
-            return value in bound.get(scope.name, ())
-        if kind is None or depth > 16:
-            return False
-        node = value
+        decided, node = _producer(scope, ref, bound, depth)
+        if node is None:
+            return decided
         if scope.name == _GRAPH and self.meta_graph is not None:
             filename = self.meta_graph.saver_def.filename_tensor_name
             if node.name == filename.split(":")[0]:
@@ -845,12 +857,9 @@ class _Analysis:
 
     def _asset_ok(self, scope, ref, bound, depth=0):
         """Whether `ref` is the path of one of the model's own safe assets."""
-        kind, value = scope.producer(ref)
-        if kind == "arg":
-            return value in bound.get(scope.name, ())
-        if kind is None or depth > 16:
-            return False
-        node = value
+        decided, node = _producer(scope, ref, bound, depth)
+        if node is None:
+            return decided
         if scope.name == _GRAPH and self.meta_graph and not self.object_based:
             for asset in self._asset_defs():
                 if asset.tensor_info.name.split(":")[0] == node.name:
