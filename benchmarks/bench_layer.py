@@ -75,13 +75,24 @@ def model_specs(workdir):
 
 
 # ------------------------------------------------------------- the paths
+def takes_training(obj):
+    """Whether the SavedModel's `__call__` takes `training`. (An earlier
+    check read `str(function_spec)`, which names no argument, so the floor
+    never ran in training mode: no BatchNorm statistics nor updates.)"""
+    spec = getattr(obj.__call__, "function_spec", None)
+    argspec = getattr(spec, "fullargspec", None)
+    names = list(getattr(argspec, "args", []) or [])
+    names += list(getattr(argspec, "kwonlyargs", []) or [])
+    return "training" in names
+
+
 def raw_path(path, x, bn_updates=True):
     """The floor. With `bn_updates=False` the train step calls the model
     with `training=False` (no batch statistics, no BatchNorm updates), the
     work `TFSMLayer` does when it trains."""
     obj = tf.saved_model.load(path)
     variables = list(obj.trainable_variables)
-    has_training = "training" in str(getattr(obj.__call__, "function_spec", ""))
+    has_training = takes_training(obj)
 
     def call(inputs, training):
         return obj(inputs, training=training) if has_training else obj(inputs)
@@ -263,9 +274,7 @@ class _RawLoop:
 
     def __init__(self, path, x, y, batch, stages, epoch_times):
         self.obj = tf.saved_model.load(path)
-        self.has_training = "training" in str(
-            getattr(self.obj.__call__, "function_spec", "")
-        )
+        self.has_training = takes_training(self.obj)
         self.head = keras.layers.Dense(2)
         self.head.build(self._call(x[:1], False).shape)
         self.data = (

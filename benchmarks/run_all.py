@@ -192,7 +192,9 @@ def _fit_finding(layer):
         f"HubLayer {_common.fmt_ratio(vs['raw'])} the full floor (CPU time "
         f"{_common.fmt_ratio(cpu['raw'])}); {tfsm}{why}. "
         + _retrace_text(row)
-        + f" ({row['repeats']} interleaved calls)",
+        + f" ({row['repeats']} interleaved calls). The earlier 0.83x came "
+        "from a floor that, by a bug in the script, called the SavedModel "
+        "in inference mode, as TFSMLayer does",
     )
 
 
