@@ -186,9 +186,16 @@ def _fit_finding(layer):
         if bn_cost > 1.03
         else "BatchNorm work is within the noise here"
     )
+    waiting = cpu["raw"]["ratio"] >= 0.95 and vs["raw"]["ratio"] < 0.9
+    if waiting:
+        why += (
+            "; HubLayer's own gap is wall time, not work: it uses the "
+            "floor's CPU time, and its `fit` calls wait (not compute) for "
+            "the rest, as tf_keras's sometimes do here"
+        )
     return (
         target,
-        "explained",
+        "partly explained" if waiting else "explained",
         f"HubLayer {_common.fmt_ratio(vs['raw'])} the full floor (CPU time "
         f"{_common.fmt_ratio(cpu['raw'])}); {tfsm}{why}. "
         + _retrace_text(row)
