@@ -118,7 +118,7 @@ def _targets_section():
         _loops_target(_load("layer")),
         _fit_finding(_load("layer")),
         _search_target(_load("search")),
-        *_script_targets(_load("startup")),
+        _startup_target(_load("startup")),
         _warm_load_target(_load("load")),
         ("GPU rows", "not available", GPU_NOTE),
     ]
@@ -242,18 +242,17 @@ def _search_target(data):
     )
 
 
-def _script_targets(data):
-    """Rows another script states in its results (`targets`: a list of
-    `{"target", "met", "figure"}`)."""
-    if not data or not data.get("targets"):
-        return [
-            (
-                "`import keras_hubkit` ≤ 1.1x `import keras`",
-                "not measured",
-                "`bench_startup.py` has not run",
-            )
-        ]
-    return [(t["target"], _met(t["met"]), t["figure"]) for t in data["targets"]]
+def _startup_target(data):
+    target = "`import keras_hubkit` ≤ 1.1x `import keras`"
+    if not data:
+        return (target, "not measured", "`bench_startup.py` has not run")
+    r = data["time_ratio"]["import keras, keras_hubkit"]
+    return (
+        target,
+        _met(r["ratio"] <= 1.1),
+        f"`import keras, keras_hubkit` takes {_common.fmt_ratio(r)} the time "
+        f"of `import keras` ({data['repeats']} fresh interpreters each)",
+    )
 
 
 def _warm_load_target(data):
@@ -522,11 +521,6 @@ def _memory_section(data):
         "The difference is Keras itself (importing it and its trainer).",
         "",
     ]
-
-
-def _script_section(data):
-    """A section a script writes itself (`page`: a list of lines)."""
-    return [*data.get("page", []), ""] if data.get("page") else []
 
 
 def _cell(value):
