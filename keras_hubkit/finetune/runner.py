@@ -387,9 +387,6 @@ class StagedFineTuner:
                 metrics=self.metrics,
                 **kwargs,
             )
-            # Variables made inside the first traced step make TensorFlow
-            # trace the train step twice; build the optimizer's up front.
-            self.model.optimizer.build(self.model.trainable_variables)
         self._optimizer_stage = index
         if resume_optimizer:
             self._assign_optimizer(
