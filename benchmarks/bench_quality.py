@@ -136,6 +136,20 @@ def _best_epoch(epochs):
     ]
 
 
+def _fit_best(model, data, epochs):
+    """Adam 1e-3, the best validation epoch kept; the test accuracy."""
+    model.compile(keras.optimizers.Adam(1e-3), LOSS, metrics=["accuracy"])
+    model.fit(
+        *data["train"],
+        validation_data=data["val"],
+        epochs=epochs,
+        batch_size=BATCH,
+        callbacks=_best_epoch(epochs),
+        verbose=0,
+    )
+    return _accuracy(model, data["test"])
+
+
 def head_only(data, epochs):
     """Frozen base: a linear head on the base's features (computed once,
     which is the same computation as a frozen base in inference mode)."""
@@ -147,16 +161,7 @@ def head_only(data, epochs):
     head = keras.Sequential(
         [keras.Input(features["train"][0].shape[1:]), keras.layers.Dense(10)]
     )
-    head.compile(keras.optimizers.Adam(1e-3), LOSS, metrics=["accuracy"])
-    head.fit(
-        *features["train"],
-        validation_data=features["val"],
-        epochs=epochs,
-        batch_size=BATCH,
-        callbacks=_best_epoch(epochs),
-        verbose=0,
-    )
-    return _accuracy(head, features["test"]), {}
+    return _fit_best(head, features, epochs), {}
 
 
 def staged(data, epochs):
@@ -187,17 +192,7 @@ def staged(data, epochs):
 
 def full_fine_tuning(data, epochs):
     """Naive: everything trainable from the first step, one rate."""
-    model = _transfer_model(trainable=True)
-    model.compile(keras.optimizers.Adam(1e-3), LOSS, metrics=["accuracy"])
-    model.fit(
-        *data["train"],
-        validation_data=data["val"],
-        epochs=epochs,
-        batch_size=BATCH,
-        callbacks=_best_epoch(epochs),
-        verbose=0,
-    )
-    return _accuracy(model, data["test"]), {}
+    return _fit_best(_transfer_model(trainable=True), data, epochs), {}
 
 
 def scratch(data, epochs):
@@ -217,16 +212,7 @@ def scratch(data, epochs):
             keras.layers.Dense(len(PHOTOS)),
         ]
     )
-    model.compile(keras.optimizers.Adam(1e-3), LOSS, metrics=["accuracy"])
-    model.fit(
-        *data["train"],
-        validation_data=data["val"],
-        epochs=epochs,
-        batch_size=BATCH,
-        callbacks=_best_epoch(epochs),
-        verbose=0,
-    )
-    return _accuracy(model, data["test"]), {}
+    return _fit_best(model, data, epochs), {}
 
 
 METHODS = {

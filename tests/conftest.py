@@ -136,3 +136,46 @@ def real_models():
     if _require_real_models():
         pytest.fail(f"{message} {REQUIRE_REAL_MODELS_ENV} is set.")
     pytest.skip(message)
+
+
+# ------------------------------------------------------- HTTP and the cache
+def _scripted_server():
+    from http_server import ScriptedServer
+
+    server = ScriptedServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server():
+    """A scripted HTTP server on 127.0.0.1 (see tests/http_server.py)."""
+    yield from _scripted_server()
+
+
+@pytest.fixture
+def other_server():
+    """A second one, for redirects to another host."""
+    yield from _scripted_server()
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty download cache, with no download settings from outside."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(path))
+    for name in (
+        "HUBKIT_OFFLINE",
+        "HUBKIT_HTTP_AUTH",
+        "HUBKIT_DOWNLOAD_DEADLINE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_archive(mul_model):
+    """The mul model as a .tar.gz, as a TF Hub server serves it."""
+    from http_server import tar_gz_of
+
+    return tar_gz_of(mul_model)

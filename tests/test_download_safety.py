@@ -21,6 +21,8 @@ from keras_hubkit import errors
 from keras_hubkit._redact import redact
 from keras_hubkit._redact import strip_credentials
 
+from helpers import cache_is_clean
+from helpers import fast_download
 from http_server import Drip
 from http_server import DripSocketServer
 from http_server import Redirect
@@ -28,50 +30,8 @@ from http_server import ScriptedServer
 from http_server import Serve
 from http_server import Status
 from http_server import self_signed_certificate
-from http_server import tar_gz_of
 
 SECRETS = ("s3cret", "tok123", "alice")
-
-
-@pytest.fixture
-def server():
-    s = ScriptedServer()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def other_server():
-    s = ScriptedServer()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    path = tmp_path / "cache"
-    monkeypatch.setenv("TFHUB_CACHE_DIR", str(path))
-    for name in (
-        "HUBKIT_OFFLINE",
-        "HUBKIT_HTTP_AUTH",
-        "HUBKIT_DOWNLOAD_DEADLINE",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    return path
-
-
-@pytest.fixture(scope="session")
-def model_archive(mul_model):
-    return tar_gz_of(mul_model)
-
-
-def _fast(**kwargs):
-    return {
-        "read_timeout": 2,
-        "connect_timeout": 2,
-        "progress": False,
-        **kwargs,
-    }
 
 
 def _with_credentials(base):
@@ -80,12 +40,6 @@ def _with_credentials(base):
 
 def _auth(request):
     return request[2].get("Authorization")
-
-
-def _cache_is_clean(cache_dir):
-    if not os.path.isdir(cache_dir):
-        return True
-    return all(name.endswith(".lock") for name in os.listdir(cache_dir))
 
 
 def _assert_no_secret(text):
@@ -101,7 +55,7 @@ def test_credentials_go_to_the_first_host_only(
     server.route("/m", Redirect(blob, 302))
     url = f"{_with_credentials(server.base)}/m?token=tok123&v=1"
     with caplog.at_level(logging.DEBUG, logger="keras_hubkit"):
-        path = hk.resolve(url, **_fast())
+        path = hk.resolve(url, **fast_download())
     assert os.path.exists(os.path.join(path, "saved_model.pb"))
     (first,) = server.requests
     (second,) = other_server.requests
@@ -118,7 +72,7 @@ def test_credentials_follow_a_same_origin_redirect(
 ):
     server.route("/real.tar.gz", Serve(model_archive))
     server.route("/m", Redirect("/real.tar.gz", 303))
-    hk.resolve(f"{_with_credentials(server.base)}/m", **_fast())
+    hk.resolve(f"{_with_credentials(server.base)}/m", **fast_download())
     assert [_auth(r) is not None for r in server.requests] == [True, True]
 
 
@@ -129,7 +83,7 @@ def test_credentials_from_the_environment_per_host(
     url = server.route("/m", Redirect(blob, 307))
     port = other_server.server_address[1]
     monkeypatch.setenv("HUBKIT_HTTP_AUTH", f"127.0.0.1:{port}=Bearer tok123")
-    hk.resolve(url, **_fast())
+    hk.resolve(url, **fast_download())
     assert _auth(server.requests[0]) is None  # not configured for that port
     assert _auth(other_server.requests[0]) == "Bearer tok123"
 
@@ -139,15 +93,17 @@ def test_reloading_a_stripped_handle_finds_the_entry(
 ):
     server.route("/private/m", Serve(model_archive))
     url = f"{_with_credentials(server.base)}/private/m?token=tok123"
-    path = hk.resolve(url, **_fast())
+    path = hk.resolve(url, **fast_download())
     stored = strip_credentials(url)
     _assert_no_secret(stored)
     assert stored == f"{server.base}/private/m"
     assert os.path.basename(path) == hashlib.sha1(stored.encode()).hexdigest()
     server.stop()  # any request would now fail
     monkeypatch.setenv("HUBKIT_OFFLINE", "1")
-    assert hk.resolve(stored, **_fast()) == path
-    assert hk.resolve(redact(url), **_fast()) == path  # a masked handle too
+    assert hk.resolve(stored, **fast_download()) == path
+    assert (
+        hk.resolve(redact(url), **fast_download()) == path
+    )  # a masked handle too
 
 
 @pytest.mark.parametrize("clean", [strip_credentials, redact])
@@ -159,7 +115,7 @@ def test_a_stripped_handle_gets_credentials_from_the_environment(
         "HUBKIT_HTTP_AUTH", "example.org=bob:x; 127.0.0.1=alice:s3cret"
     )
     url = f"{_with_credentials(server.base)}/private/m?token=tok123&v=1"
-    hk.resolve(clean(url), **_fast())  # a masked `***` is no credential
+    hk.resolve(clean(url), **fast_download())  # a masked `***` is no credential
     assert server.requests[0][1] == "v=1&tf-hub-format=compressed"
     expected = "Basic " + base64.b64encode(b"alice:s3cret").decode()
     assert _auth(server.requests[0]) == expected
@@ -168,7 +124,7 @@ def test_a_stripped_handle_gets_credentials_from_the_environment(
 def test_401_says_how_to_supply_credentials(server, cache):
     url = server.route("/private", Status(401))
     with pytest.raises(errors.DownloadError, match="HUBKIT_HTTP_AUTH") as info:
-        hk.resolve(f"{_with_credentials(url)}?token=tok123", **_fast())
+        hk.resolve(f"{_with_credentials(url)}?token=tok123", **fast_download())
     _assert_no_secret(str(info.value))
 
 
@@ -176,7 +132,7 @@ def test_malformed_auth_variable_is_a_config_error(server, cache, monkeypatch):
     url = server.route("/m", Status(404))
     monkeypatch.setenv("HUBKIT_HTTP_AUTH", "no-equals-sign-s3cret")
     with pytest.raises(errors.ConfigError, match="HUBKIT_HTTP_AUTH") as info:
-        hk.resolve(url, **_fast())
+        hk.resolve(url, **fast_download())
     assert isinstance(info.value, ValueError)
     _assert_no_secret(str(info.value))
     assert server.requests == []
@@ -189,9 +145,9 @@ def test_malformed_auth_variable_is_a_config_error(server, cache, monkeypatch):
 def test_only_http_redirects_are_followed(server, cache, location):
     url = server.route("/m", Redirect(location, 302))
     with pytest.raises(errors.DownloadError, match=r"http\(s\) URLs only"):
-        hk.resolve(f"{_with_credentials(url)}?token=tok123", **_fast())
+        hk.resolve(f"{_with_credentials(url)}?token=tok123", **fast_download())
     assert server.hits("/m") == 1  # refused, not retried
-    assert _cache_is_clean(cache)
+    assert cache_is_clean(cache)
 
 
 def test_https_to_http_redirect_is_refused():
@@ -203,7 +159,7 @@ def test_https_to_http_redirect_is_refused():
 def test_redirect_loop_is_bounded(server, cache):
     url = server.route("/loop", Redirect("/loop", 302))
     with pytest.raises(errors.DownloadError, match="redirected more than"):
-        hk.resolve(url, **_fast())
+        hk.resolve(url, **fast_download())
     assert server.hits("/loop") <= constants.MAX_REDIRECTS + 1
 
 
@@ -227,7 +183,9 @@ def test_https_with_a_trusted_certificate(
 ):
     monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
     tls_server.route("/m", Serve(model_archive))
-    path = hk.resolve(f"{_with_credentials(tls_server.base)}/m", **_fast())
+    path = hk.resolve(
+        f"{_with_credentials(tls_server.base)}/m", **fast_download()
+    )
     assert os.path.exists(os.path.join(path, "saved_model.pb"))
     assert _auth(tls_server.requests[0]).startswith("Basic ")
 
@@ -235,10 +193,10 @@ def test_https_with_a_trusted_certificate(
 def test_untrusted_certificate_is_refused_at_once(tls_server, cache):
     url = tls_server.route("/m", Status(404))
     with pytest.raises(errors.DownloadError, match="SSL_CERT_FILE") as info:
-        hk.resolve(url, **_fast(max_retries=3))
+        hk.resolve(url, **fast_download(max_retries=3))
     assert "certificate" in str(info.value)
     assert tls_server.requests == []  # no request over an untrusted link
-    assert _cache_is_clean(cache)
+    assert cache_is_clean(cache)
 
 
 def test_https_to_http_redirect_is_not_followed(
@@ -248,7 +206,7 @@ def test_https_to_http_redirect_is_not_followed(
     plain = server.route("/m.tar.gz", Serve(model_archive))
     tls_server.route("/m", Redirect(plain, 302))
     with pytest.raises(errors.DownloadError, match="stay on https"):
-        hk.resolve(f"{_with_credentials(tls_server.base)}/m", **_fast())
+        hk.resolve(f"{_with_credentials(tls_server.base)}/m", **fast_download())
     assert server.requests == []
 
 
@@ -257,7 +215,9 @@ def test_a_dripped_tls_handshake_hits_the_deadline(cache):
     try:
         start = time.monotonic()
         with pytest.raises(errors.DownloadError, match="deadline of 1s"):
-            hk.resolve(f"https://127.0.0.1:{drip.port}/m", **_fast(deadline=1))
+            hk.resolve(
+                f"https://127.0.0.1:{drip.port}/m", **fast_download(deadline=1)
+            )
         assert time.monotonic() - start < 5
     finally:
         drip.stop()
@@ -272,14 +232,14 @@ def test_a_dripping_server_hits_the_deadline(server, cache, in_headers):
     with pytest.raises(
         errors.DownloadError, match=r"deadline of 1\.5s"
     ) as info:
-        hk.resolve(url, **_fast(deadline=1.5))
+        hk.resolve(url, **fast_download(deadline=1.5))
     assert time.monotonic() - start < 5
     message = str(info.value)
     assert (
         "deadline=SECONDS" in message and "HUBKIT_DOWNLOAD_DEADLINE" in message
     )
     assert server.hits("/drip") == 1  # the deadline is not retried
-    assert _cache_is_clean(cache)
+    assert cache_is_clean(cache)
 
 
 def test_deadline_from_the_environment(server, cache, monkeypatch):
@@ -287,11 +247,11 @@ def test_deadline_from_the_environment(server, cache, monkeypatch):
     monkeypatch.setenv("HUBKIT_DOWNLOAD_DEADLINE", "1")
     start = time.monotonic()
     with pytest.raises(errors.DownloadError, match="deadline of 1s"):
-        hk.resolve(url, **_fast())
+        hk.resolve(url, **fast_download())
     assert time.monotonic() - start < 5
     monkeypatch.setenv("HUBKIT_DOWNLOAD_DEADLINE", "soon")
     with pytest.raises(errors.ConfigError, match="HUBKIT_DOWNLOAD_DEADLINE"):
-        hk.resolve(url, **_fast())
+        hk.resolve(url, **fast_download())
 
 
 # ------------------------------------------------------------ tar headers
@@ -359,12 +319,12 @@ def test_oversized_tar_header_is_refused_before_it_is_read(
     tracemalloc.start()
     try:
         with pytest.raises(errors.UnsafeArchiveError, match="extension"):
-            hk.resolve(url, **_fast())
+            hk.resolve(url, **fast_download())
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < 16 * 1024**2, peak  # never the 64 MiB header
-    assert _cache_is_clean(cache)
+    assert cache_is_clean(cache)
 
 
 def test_extension_headers_are_bounded_in_all(server, cache, monkeypatch):
@@ -376,7 +336,7 @@ def test_extension_headers_are_bounded_in_all(server, cache, monkeypatch):
         pieces += _file(f"f{i}", b"x")
     url = server.route("/many-headers", Serve(_gzip_stream([*pieces, _END])))
     with pytest.raises(errors.UnsafeArchiveError, match="in all"):
-        hk.resolve(url, **_fast())
+        hk.resolve(url, **fast_download())
 
 
 def test_chained_extension_headers_are_bounded(server, cache):
@@ -387,7 +347,7 @@ def test_chained_extension_headers_are_bounded(server, cache):
     pieces += [*_file("saved_model.pb", b"graph"), _END]
     url = server.route("/chain", Serve(_gzip_stream(pieces)))
     with pytest.raises(errors.UnsafeArchiveError, match="before one member"):
-        hk.resolve(url, **_fast())
+        hk.resolve(url, **fast_download())
 
 
 def test_sparse_members_are_refused(server, cache):
@@ -410,8 +370,8 @@ def test_sparse_members_are_refused(server, cache):
     for name, pieces in (("/old", old_gnu), ("/pax10", pax_10)):
         url = server.route(name, Serve(_gzip_stream([*pieces, _END])))
         with pytest.raises(errors.UnsafeArchiveError, match="sparse"):
-            hk.resolve(url, **_fast())
-    assert _cache_is_clean(cache)
+            hk.resolve(url, **fast_download())
+    assert cache_is_clean(cache)
 
 
 def test_data_after_the_archive_is_bounded(server, cache, monkeypatch):
@@ -419,7 +379,7 @@ def test_data_after_the_archive_is_bounded(server, cache, monkeypatch):
     pieces = [*_file("saved_model.pb", b"graph"), _END, b"\0" * 1_000_000]
     url = server.route("/trailer", Serve(_gzip_stream(pieces)))
     with pytest.raises(errors.UnsafeArchiveError, match="after the end"):
-        hk.resolve(url, **_fast())
+        hk.resolve(url, **fast_download())
 
 
 @pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
@@ -433,6 +393,6 @@ def test_long_member_names_still_extract(server, cache, mul_model, fmt):
         info.size = 5
         archive.addfile(info, io.BytesIO(b"vocab"))
     url = server.route("/long", Serve(buffer.getvalue()))
-    path = hk.resolve(url, **_fast())
+    path = hk.resolve(url, **fast_download())
     with open(os.path.join(path, long_name)) as f:
         assert f.read() == "vocab"

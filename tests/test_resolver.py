@@ -16,50 +16,15 @@ import pytest
 import keras_hubkit as hk
 from keras_hubkit import errors
 
+from helpers import cache_is_clean
+from helpers import fast_download
 from http_server import Redirect
-from http_server import ScriptedServer
 from http_server import Serve
 from http_server import Stall
 from http_server import Status
 from http_server import crafted_tar_gz
 from http_server import saved_model_members
 from http_server import tar_gz_of
-
-
-@pytest.fixture
-def server():
-    s = ScriptedServer()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    path = tmp_path / "cache"
-    monkeypatch.setenv("TFHUB_CACHE_DIR", str(path))
-    monkeypatch.delenv("HUBKIT_OFFLINE", raising=False)
-    return path
-
-
-@pytest.fixture(scope="session")
-def model_archive(mul_model):
-    return tar_gz_of(mul_model)
-
-
-def _cache_is_clean(cache_dir):
-    """Nothing but lock files: no entry, no temp folder."""
-    if not os.path.isdir(cache_dir):
-        return True
-    return all(name.endswith(".lock") for name in os.listdir(cache_dir))
-
-
-def _fast(**kwargs):
-    return {
-        "read_timeout": 2,
-        "connect_timeout": 2,
-        "progress": False,
-        **kwargs,
-    }
 
 
 # ------------------------------------------------------------ local paths
@@ -81,11 +46,11 @@ def test_unknown_scheme_lists_supported():
 # --------------------------------------------------------------- download
 def test_download_once_then_cache_hit(server, cache, model_archive):
     url = server.route("/models/mul/1", Serve(model_archive))
-    path = hk.resolve(url, **_fast())
+    path = hk.resolve(url, **fast_download())
     assert path == str(cache / hashlib.sha1(url.encode()).hexdigest())
     assert os.path.exists(os.path.join(path, "saved_model.pb"))
     assert "tf-hub-format=compressed" in server.requests[0][1]
-    assert hk.resolve(url, **_fast()) == path
+    assert hk.resolve(url, **fast_download()) == path
     assert server.hits("/models/mul/1") == 1
     descriptor = cache / (os.path.basename(path) + ".descriptor.txt")
     assert descriptor.read_text().startswith(f"Module: {url}\n")
@@ -96,30 +61,30 @@ def test_download_once_then_cache_hit(server, cache, model_archive):
 def test_redirects_are_followed(server, cache, model_archive):
     server.route("/real.tar.gz", Serve(model_archive))
     url = server.route("/models/r/1", Redirect("/real.tar.gz", 303))
-    path = hk.resolve(url, **_fast())
+    path = hk.resolve(url, **fast_download())
     assert os.path.exists(os.path.join(path, "saved_model.pb"))
 
 
 def test_archive_wrapped_in_one_folder(server, cache, mul_model):
     url = server.route("/wrapped", Serve(tar_gz_of(mul_model, "model")))
     assert os.path.exists(
-        os.path.join(hk.resolve(url, **_fast()), "saved_model.pb")
+        os.path.join(hk.resolve(url, **fast_download()), "saved_model.pb")
     )
 
 
 def test_404_names_url_and_status(server, cache):
     url = server.route("/missing", Status(404))
     with pytest.raises(errors.HandleNotFoundError, match="HTTP 404") as info:
-        hk.resolve(url, **_fast())
+        hk.resolve(url, **fast_download())
     assert "/missing" in str(info.value)
     assert server.hits("/missing") == 1  # 4xx is not retried
-    assert _cache_is_clean(cache)
+    assert cache_is_clean(cache)
 
 
 def test_403_is_a_download_error(server, cache):
     url = server.route("/private", Status(403))
     with pytest.raises(errors.DownloadError, match="HTTP 403"):
-        hk.resolve(url, **_fast())
+        hk.resolve(url, **fast_download())
 
 
 def test_5xx_and_429_are_retried(server, cache, model_archive):
@@ -129,16 +94,16 @@ def test_5xx_and_429_are_retried(server, cache, model_archive):
         Status(429, {"Retry-After": "0"}),
         Serve(model_archive),
     )
-    assert hk.resolve(url, **_fast())
+    assert hk.resolve(url, **fast_download())
     assert server.hits("/flaky") == 3
 
 
 def test_retries_are_bounded(server, cache):
     url = server.route("/down", Status(500))
     with pytest.raises(errors.DownloadError, match="HTTP 500"):
-        hk.resolve(url, **_fast(max_retries=2))
+        hk.resolve(url, **fast_download(max_retries=2))
     assert server.hits("/down") == 3
-    assert _cache_is_clean(cache)
+    assert cache_is_clean(cache)
 
 
 def test_short_body_is_an_error(server, cache, model_archive):
@@ -147,8 +112,8 @@ def test_short_body_is_an_error(server, cache, model_archive):
         Serve(model_archive, stop_after=len(model_archive) // 2),
     )
     with pytest.raises(errors.DownloadError, match=r"cut short|truncated"):
-        hk.resolve(url, **_fast())
-    assert _cache_is_clean(cache)
+        hk.resolve(url, **fast_download())
+    assert cache_is_clean(cache)
 
 
 def test_lying_content_length_is_an_error(server, cache, model_archive):
@@ -156,8 +121,8 @@ def test_lying_content_length_is_an_error(server, cache, model_archive):
         "/liar", Serve(model_archive, content_length=len(model_archive) + 500)
     )
     with pytest.raises(errors.DownloadError):
-        hk.resolve(url, **_fast())
-    assert _cache_is_clean(cache)
+        hk.resolve(url, **fast_download())
+    assert cache_is_clean(cache)
 
 
 def test_corrupt_gzip_is_an_error(server, cache, model_archive):
@@ -166,8 +131,8 @@ def test_corrupt_gzip_is_an_error(server, cache, model_archive):
     corrupt[-6] ^= 0xFF  # the CRC trailer
     url = server.route("/corrupt", Serve(bytes(corrupt)))
     with pytest.raises(errors.DownloadError, match="not a complete"):
-        hk.resolve(url, **_fast())
-    assert _cache_is_clean(cache)
+        hk.resolve(url, **fast_download())
+    assert cache_is_clean(cache)
 
 
 def test_html_page_is_an_error(server, cache):
@@ -176,8 +141,8 @@ def test_html_page_is_an_error(server, cache):
         Serve(b"<!DOCTYPE html><html>Sign in</html>", content_type="text/html"),
     )
     with pytest.raises(errors.DownloadError, match="web page"):
-        hk.resolve(url, **_fast())
-    assert _cache_is_clean(cache)
+        hk.resolve(url, **fast_download())
+    assert cache_is_clean(cache)
 
 
 def test_archive_without_saved_model(server, cache):
@@ -185,17 +150,17 @@ def test_archive_without_saved_model(server, cache):
         "/empty", Serve(crafted_tar_gz([({"name": "README"}, b"hi")]))
     )
     with pytest.raises(errors.DownloadError, match=r"no saved_model\.pb"):
-        hk.resolve(url, **_fast())
-    assert _cache_is_clean(cache)
+        hk.resolve(url, **fast_download())
+    assert cache_is_clean(cache)
 
 
 def test_stalled_download_times_out(server, cache):
     url = server.route("/stall", Stall(10, partial=b"\x1f\x8b" + b"\0" * 100))
     start = time.monotonic()
     with pytest.raises(errors.DownloadError, match="stalled"):
-        hk.resolve(url, **_fast(read_timeout=0.5))
+        hk.resolve(url, **fast_download(read_timeout=0.5))
     assert time.monotonic() - start < 5
-    assert _cache_is_clean(cache)
+    assert cache_is_clean(cache)
 
 
 # -------------------------------------------------------- hostile archives
@@ -238,8 +203,8 @@ _SM = ({"name": "saved_model.pb"}, b"graph")
 def test_hostile_archives_are_refused(server, cache, tmp_path, member, message):
     url = server.route("/hostile", Serve(crafted_tar_gz([_SM, member])))
     with pytest.raises(errors.UnsafeArchiveError, match=message):
-        hk.resolve(url, **_fast())
-    assert _cache_is_clean(cache)
+        hk.resolve(url, **fast_download())
+    assert cache_is_clean(cache)
     assert not (tmp_path / "evil.txt").exists()
     assert not os.path.exists("/etc/evil.txt")
 
@@ -249,15 +214,15 @@ def test_decompression_bomb_is_bounded(server, cache):
     assert len(bomb) < 50_000
     url = server.route("/bomb", Serve(bomb))
     with pytest.raises(errors.UnsafeArchiveError, match="more than"):
-        hk.resolve(url, **_fast(max_bytes=1_000_000))
-    assert _cache_is_clean(cache)
+        hk.resolve(url, **fast_download(max_bytes=1_000_000))
+    assert cache_is_clean(cache)
 
 
 def test_member_count_is_bounded(server, cache):
     many = [({"name": f"f{i}"}, b"") for i in range(50)]
     url = server.route("/many", Serve(crafted_tar_gz([_SM, *many])))
     with pytest.raises(errors.UnsafeArchiveError, match="members"):
-        hk.resolve(url, **_fast(max_members=20))
+        hk.resolve(url, **fast_download(max_members=20))
 
 
 def test_extracted_modes_are_ours(server, cache, mul_model):
@@ -266,7 +231,7 @@ def test_extracted_modes_are_ours(server, cache, mul_model):
         for fields, data in saved_model_members(mul_model)
     ]
     url = server.route("/modes", Serve(crafted_tar_gz(members)))
-    path = hk.resolve(url, **_fast())
+    path = hk.resolve(url, **fast_download())
     mode = os.stat(os.path.join(path, "saved_model.pb")).st_mode & 0o7777
     assert mode == 0o644
 
@@ -276,7 +241,7 @@ def test_incomplete_entry_is_replaced(server, cache, model_archive):
     url = server.route("/m", Serve(model_archive))
     entry = cache / hashlib.sha1(url.encode()).hexdigest()
     (entry / "variables").mkdir(parents=True)  # files cleaned, folder kept
-    path = hk.resolve(url, **_fast())
+    path = hk.resolve(url, **fast_download())
     assert os.path.exists(os.path.join(path, "saved_model.pb"))
     assert server.hits("/m") == 1
 
@@ -290,7 +255,7 @@ def test_tensorflow_hub_cache_is_reused_without_request(
     (cache / (entry.name + ".descriptor.txt")).write_text(
         f"Module: {url}\nDownload Time: 2024-01-01\n"
     )
-    assert hk.resolve(url, **_fast()) == str(entry)
+    assert hk.resolve(url, **fast_download()) == str(entry)
     assert server.requests == []
 
 
@@ -298,28 +263,28 @@ def test_offline_hit_opens_no_socket_and_miss_is_clear(
     server, cache, model_archive, monkeypatch
 ):
     url = server.route("/m", Serve(model_archive))
-    path = hk.resolve(url, **_fast())
+    path = hk.resolve(url, **fast_download())
     server.stop()  # a socket would now fail
     monkeypatch.setenv("HUBKIT_OFFLINE", "1")
-    assert hk.resolve(url, **_fast()) == path
+    assert hk.resolve(url, **fast_download()) == path
     with pytest.raises(errors.OfflineError, match="not in the cache"):
-        hk.resolve(url + "-other", **_fast())
+        hk.resolve(url + "-other", **fast_download())
     with pytest.raises(ConnectionError):
-        hk.resolve(url + "-other", **_fast())
+        hk.resolve(url + "-other", **fast_download())
 
 
 def test_credentials_never_leak(server, cache, model_archive):
     base = server.base.replace("http://", "http://alice:s3cret@")
     server.route("/private/m", Serve(model_archive))
     url = f"{base}/private/m?token=tok123&v=1"
-    path = hk.resolve(url, **_fast())
+    path = hk.resolve(url, **fast_download())
     headers = server.requests[0][2]
     assert headers["Authorization"].startswith("Basic ")
     descriptor = open(path + ".descriptor.txt").read()
     assert "s3cret" not in descriptor and "tok123" not in descriptor
     server.route("/private/gone", Status(404))
     with pytest.raises(errors.HandleNotFoundError) as info:
-        hk.resolve(f"{base}/private/gone?token=tok123", **_fast())
+        hk.resolve(f"{base}/private/gone?token=tok123", **fast_download())
     assert "s3cret" not in str(info.value)
     assert "tok123" not in str(info.value)
     entry = hk.ModelCache().entries()[0]
@@ -328,9 +293,9 @@ def test_credentials_never_leak(server, cache, model_archive):
 
 def test_progress_bar_only_when_asked(server, cache, model_archive, capsys):
     url = server.route("/p", Serve(model_archive))
-    hk.resolve(url, **_fast(progress=False))
+    hk.resolve(url, **fast_download(progress=False))
     assert "Downloading" not in capsys.readouterr().err
-    hk.resolve(url + "?x=1", **_fast(progress=True))
+    hk.resolve(url + "?x=1", **fast_download(progress=True))
     err = capsys.readouterr().err
     assert "Downloading" in err and "MB/s" in err
 
@@ -338,8 +303,8 @@ def test_progress_bar_only_when_asked(server, cache, model_archive, capsys):
 def test_cache_list_remove_clear(server, cache, model_archive):
     a = server.route("/a", Serve(model_archive))
     b = server.route("/b", Serve(model_archive))
-    hk.resolve(a, **_fast())
-    hk.resolve(b, **_fast())
+    hk.resolve(a, **fast_download())
+    hk.resolve(b, **fast_download())
     model_cache = hk.ModelCache()
     entries = model_cache.entries()
     assert sorted(e.handle for e in entries) == [a, b]
