@@ -243,6 +243,20 @@ def optimizer_for_variable(optimizer, variable):
     return optimizer._optimizer_map(variable)
 
 
+def build_for_fit(model, data_spec):
+    """Creates the optimizer's and the compiled metrics' variables, and
+    builds the loss, from the specs of one batch: what `fit` would
+    otherwise create inside its first traced train step, which makes
+    TensorFlow trace the whole step (forward, gradients, update) twice.
+
+    Keras 3.15 does exactly this in the private `Trainer._symbolic_build`,
+    but only under a distribution strategy. It runs the model on symbolic
+    inputs: for a SavedModel that is a call of an existing function, not a
+    new trace.
+    """
+    model._symbolic_build(data_batch=data_spec)
+
+
 def learning_rate_schedule(optimizer):
     """The `LearningRateSchedule` behind `optimizer.learning_rate`, or the
     float rate: the public property returns the current value only (Keras

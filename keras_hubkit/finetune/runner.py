@@ -14,6 +14,7 @@ from keras_hubkit import _compat
 from keras_hubkit import errors
 from keras_hubkit import schedules
 from keras_hubkit.finetune import _multi_worker
+from keras_hubkit.finetune import _pipeline
 from keras_hubkit.finetune import callbacks as cb
 from keras_hubkit.finetune import groups as grouping
 from keras_hubkit.finetune.auto import AutoPlan
@@ -26,6 +27,13 @@ BN_POLICIES = ("frozen", "train")
 # Steps per compiled call when chosen automatically: enough to hide Keras's
 # per-call cost (~0.5 ms on CPU), small enough for a lively progress bar.
 AUTO_STEPS_PER_EXECUTION = 32
+# What several steps per call cost and save, measured on a 2-core CPU with
+# TensorFlow 2.21 / Keras 3.15 (`python benchmarks/bench_layer.py`, loop
+# rows): Keras wraps the step in a while loop whose tracing and first run
+# cost ~60 ms plus ~7 ms per variable the step carries (weights and
+# optimizer slots: ~3.4 s for MobileNet V3), and saves ~0.5 ms per step.
+# So a stage runs several steps per call only when it has enough steps.
+_WRAP_MS, _WRAP_MS_PER_VARIABLE, _SAVED_MS_PER_STEP = 60.0, 7.0, 0.5
 
 _BATCH_HOOKS = (
     "on_batch_begin",
@@ -187,6 +195,8 @@ class StagedFineTuner:
         self._held = []
         self._outcomes = []
         self._optimizer_stage = None
+        self._data_spec = None
+        self._max_steps_per_execution = 1
 
     # ---------------------------------------------------------------- run
     def run(
@@ -242,7 +252,12 @@ class StagedFineTuner:
         guard = cb.NaNGuard()
         best = cb.BestWeights(monitor, self.checkpoint_path)
         steps = self._steps = steps_per_epoch or _steps_per_epoch(x, batch_size)
-        self._steps_per_execution = self._choose_steps_per_execution(
+        if steps_per_epoch is None:
+            x, y, batch_size = _as_pipeline(x, y, batch_size, fit_kwargs)
+        self._data_spec = (
+            x.element_spec if isinstance(x, tf.data.Dataset) else None
+        )
+        self._max_steps_per_execution = self._choose_steps_per_execution(
             steps, callbacks
         )
         self._outcomes = []
@@ -347,6 +362,9 @@ class StagedFineTuner:
         return self.stages[index]
 
     def _choose_steps_per_execution(self, steps, callbacks):
+        """The given steps per call, or with `"auto"` the most a stage may
+        run per call (each stage then decides, `_stage_steps_per_execution`).
+        """
         if "steps_per_execution" in self.compile_kwargs:
             return self.compile_kwargs["steps_per_execution"]
         if self.steps_per_execution != "auto":
@@ -365,6 +383,30 @@ class StagedFineTuner:
             return 1
         return min(steps, AUTO_STEPS_PER_EXECUTION)
 
+    def _stage_steps_per_execution(self, stage, steps):
+        """Steps per call for one stage: with `"auto"`, several only when
+        the stage's steps save more per-call cost than wrapping the step in
+        a loop costs once (see `_WRAP_MS`); trainability is already set."""
+        most = self._max_steps_per_execution
+        explicit = "steps_per_execution" in self.compile_kwargs
+        if most == 1 or explicit or self.steps_per_execution != "auto":
+            return most
+        if getattr(self.model, "keeps_traced_functions", False):
+            return most  # compiled once for many runs (search trials)
+        carried = len(self.model.weights) + 2 * len(
+            self.model.trainable_weights
+        )
+        wrap_ms = _WRAP_MS + _WRAP_MS_PER_VARIABLE * carried
+        if steps * stage.epochs * _SAVED_MS_PER_STEP < wrap_ms:
+            logger.debug(
+                "One step per call: %d steps save less than the %.0f ms "
+                "that several steps per call cost to compile.",
+                steps * stage.epochs,
+                wrap_ms,
+            )
+            return 1
+        return most
+
     # -------------------------------------------------------- trainability
     def _prepare_stage(self, index, stage, steps, history, resume_optimizer):
         groups = grouping.base_groups(self.model, self.base)
@@ -375,8 +417,8 @@ class StagedFineTuner:
             history.stage_lrs.append({k: _start(v) for k, v in rates.items()})
         total = steps * stage.epochs if steps else None
         kwargs = dict(self.compile_kwargs)
-        kwargs["steps_per_execution"] = getattr(
-            self, "_steps_per_execution", kwargs.get("steps_per_execution", 1)
+        kwargs["steps_per_execution"] = self._stage_steps_per_execution(
+            stage, steps
         )
         with self.model.distribute_strategy.scope():
             # Keras optimizers bind to the strategy active at creation.
@@ -387,6 +429,7 @@ class StagedFineTuner:
                 metrics=self.metrics,
                 **kwargs,
             )
+            _build_for_fit(self.model, self._data_spec)
         self._optimizer_stage = index
         if resume_optimizer:
             self._assign_optimizer(
@@ -904,6 +947,48 @@ def _set_nested(model, chosen_layers):
             _set_nested(layer, chosen_layers)
         else:
             layer.trainable = id(layer) in chosen_layers
+
+
+def _as_pipeline(x, y, batch_size, fit_kwargs):
+    """In-memory arrays as a prefetched `tf.data` pipeline (see
+    `_pipeline`); `fit_kwargs` loses the arguments the pipeline took over.
+    Arguments only Keras's own adapter handles keep the arrays as given."""
+    if isinstance(x, tf.data.Dataset):
+        # A dataset shuffles itself; Keras would warn that `fit`'s default
+        # `shuffle=True` is ignored.
+        fit_kwargs.setdefault("shuffle", False)
+        return x, y, batch_size
+    if (
+        fit_kwargs.get("validation_split")
+        or fit_kwargs.get("shuffle") == "batch"
+    ):
+        return x, y, batch_size
+    dataset = _pipeline.as_dataset(
+        x,
+        y,
+        fit_kwargs.get("sample_weight"),
+        batch_size=batch_size,
+        shuffle=fit_kwargs.get("shuffle", True),
+    )
+    if dataset is None:
+        return x, y, batch_size
+    fit_kwargs.pop("sample_weight", None)
+    # The pipeline shuffles; Keras would warn that it cannot.
+    fit_kwargs["shuffle"] = False
+    return dataset, None, None
+
+
+def _build_for_fit(model, data_spec):
+    """Creates the optimizer's and metrics' variables before `fit` traces
+    its step: made inside the first trace, they make TensorFlow trace the
+    whole train step twice. Needs the specs of a batch (`data_spec`); an
+    input without them (a generator, a `PyDataset`) keeps Keras's way."""
+    if data_spec is None:
+        return
+    try:
+        _compat.build_for_fit(model, data_spec)
+    except Exception as e:  # `fit` builds it again and reports the error
+        logger.debug("Not built before fit (fit will build it): %s", e)
 
 
 def _steps_per_epoch(x, batch_size):
