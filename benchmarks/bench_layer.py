@@ -75,6 +75,14 @@ def model_specs(workdir):
 
 
 # ------------------------------------------------------------- the paths
+# `fit` over a dataset with tf.data's autotuner off. Keras reads the
+# iterator inside its compiled step; with the autotuner on, the step's
+# kernels now and then get one thread for a whole call on this 2-core
+# machine (twice the wall time, the same CPU time), whichever layer runs.
+FIT_STEADY = "fit, autotune off"
+KINDS = ("predict", "train", "fit", FIT_STEADY)
+
+
 def takes_training(obj):
     """Whether the SavedModel's `__call__` takes `training`. (An earlier
     check read `str(function_spec)`, which names no argument, so the floor
@@ -115,10 +123,15 @@ def raw_path(path, x, bn_updates=True):
         return loss
 
     target = np.zeros(predict(x).shape, "float32")
+
+    def five_steps():
+        return [train(x) for _ in range(5)][-1].numpy()
+
     return {
         "predict": lambda: predict(x).numpy(),
         "train": lambda: train(x).numpy(),
-        "fit": lambda: [train(x) for _ in range(5)][-1].numpy(),
+        "fit": five_steps,
+        FIT_STEADY: five_steps,  # no dataset: the same five steps
         "obj": obj,
         "target": target,
     }
@@ -133,10 +146,17 @@ def keras_path(layer, x, target, keras_module=None):
     model.compile(keras_module.optimizers.SGD(0.001), "mse")
     model.predict_on_batch(x)
     data = tf.data.Dataset.from_tensors((x, target)).repeat(5)
+    # The same data with tf.data's autotuner off: see FIT_STEADY.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    steady = data.with_options(options)
     return {
         "predict": lambda: model.predict_on_batch(x),
         "train": lambda: model.train_on_batch(x, target),
         "fit": lambda: model.fit(data, epochs=1, verbose=0, shuffle=False),
+        FIT_STEADY: lambda: model.fit(
+            steady, epochs=1, verbose=0, shuffle=False
+        ),
         "model": model,
     }
 
@@ -458,13 +478,14 @@ def main(argv=None):
             for batch in batches:
                 x = make(batch)
                 print(f"{name}, batch {batch}")
-                for kind in ("predict", "train", "fit"):
+                for kind in KINDS:
                     # Fresh models per kind: Keras retraces when one model
                     # alternates between train_on_batch and fit.
                     paths = build_paths(path, x, kind)
                     cases = {p: v[kind] for p, v in paths.items()}
                     # fit: more calls than before, to tell noise from cost.
-                    n = max(3, repeats // (2 if kind == "fit" else 1))
+                    fit = kind.startswith("fit")
+                    n = max(3, repeats // (2 if fit else 1))
                     cpu = {}
                     times = _common.interleaved(cases, n, cpu=cpu)
                     row = {
@@ -487,7 +508,7 @@ def main(argv=None):
                         },
                         "repeats": n,
                     }
-                    if kind == "fit":
+                    if fit:
                         row["traces"] = {
                             p: traces(v["model"])
                             for p, v in paths.items()

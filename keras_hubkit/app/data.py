@@ -102,7 +102,8 @@ def image_pipeline(
     Each file is decoded, resized to `image_size` and scaled to [0, 1]
     (`keras_hubkit.serving.decode_image`, the same function the exported
     model's serving signature runs), in parallel, then batched and
-    prefetched. Labels come one-hot.
+    prefetched, with tf.data's autotuner off (see
+    `keras_hubkit.finetune._pipeline.steady`). Labels come one-hot.
 
     Args:
         dataset: a `Dataset` from `image_folder`.
@@ -118,6 +119,7 @@ def image_pipeline(
     """
     import tensorflow as tf
 
+    from keras_hubkit.finetune._pipeline import steady
     from keras_hubkit.serving import decode_image
 
     num_classes = len(dataset.class_names)
@@ -139,12 +141,14 @@ def image_pipeline(
             lambda x, y: (augment(x, training=True), y),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-    return batches.prefetch(tf.data.AUTOTUNE)
+    return steady(batches.prefetch(tf.data.AUTOTUNE))
 
 
 def text_pipeline(dataset, *, batch_size=32, shuffle=False, seed=0):
     """A `tf.data` pipeline of `(strings, one_hot_labels)` batches."""
     import tensorflow as tf
+
+    from keras_hubkit.finetune._pipeline import steady
 
     examples = tf.data.Dataset.from_tensor_slices(
         (
@@ -154,7 +158,7 @@ def text_pipeline(dataset, *, batch_size=32, shuffle=False, seed=0):
     )
     if shuffle:
         examples = examples.shuffle(len(dataset.y), seed=seed)
-    return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return steady(examples.batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
 def augmentation(setting, seed=0):

@@ -44,7 +44,23 @@ def as_dataset(x, y=None, sample_weight=None, *, batch_size=None, shuffle=True):
     # Graph rewrites would serialize the captured arrays on every epoch.
     options = tf.data.Options()
     options.experimental_optimization.apply_default_optimizations = False
-    return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return steady(batches.with_options(options).prefetch(tf.data.AUTOTUNE))
+
+
+def steady(dataset):
+    """`dataset` with tf.data's autotuner off.
+
+    When `fit` reads the iterator inside its compiled step (as Keras does),
+    the autotuner now and then leaves the step's kernels one thread for a
+    whole epoch: measured with MobileNet V3 on 2 cores, 9 of 51 epochs
+    took twice the wall time for the same CPU time, against none of 51
+    with the autotuner off. Parallel maps still use every core (their
+    parallelism then defaults to the number of cores), and prefetch buffers
+    still grow on demand.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def _is_arrays(value):
