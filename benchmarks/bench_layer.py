@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import inspect
 import io
+import json
 import os
 import tempfile
 import time
@@ -470,8 +471,15 @@ def training_loops(name, path, make, quick):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--loops-only",
+        action="store_true",
+        help="measure only the training loops; keep the other results",
+    )
     args = parser.parse_args(argv)
     repeats = 7 if args.quick else 15
+    if args.loops_only:
+        return _loops_only(args.quick)
     results = {"cases": []}
     with tempfile.TemporaryDirectory() as workdir:
         for name, path, make, batches in model_specs(workdir):
@@ -527,6 +535,20 @@ def main(argv=None):
             results.setdefault("loops", []).extend(
                 training_loops(name, path, make, args.quick)
             )
+    _common.save("layer", results)
+    return results
+
+
+def _loops_only(quick):
+    path = os.path.join(_common.RESULTS, "layer.json")
+    with open(path) as f:
+        results = json.load(f)
+    results.pop("environment", None)
+    results["loops"] = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, handle, make, _ in model_specs(workdir):
+            print(name)
+            results["loops"].extend(training_loops(name, handle, make, quick))
     _common.save("layer", results)
     return results
 

@@ -28,12 +28,13 @@ BN_POLICIES = ("frozen", "train")
 # per-call cost (~0.5 ms on CPU), small enough for a lively progress bar.
 AUTO_STEPS_PER_EXECUTION = 32
 # What several steps per call cost and save, measured on a 2-core CPU with
-# TensorFlow 2.21 / Keras 3.15 (`python benchmarks/bench_layer.py`, loop
-# rows): Keras wraps the step in a while loop whose tracing and first run
-# cost ~60 ms plus ~7 ms per variable the step carries (weights and
-# optimizer slots: ~3.4 s for MobileNet V3), and saves ~0.5 ms per step.
+# TensorFlow 2.21 / Keras 3.15 (one-stage runs of 8 and 64 steps per
+# epoch, one and several steps per call): Keras wraps the step in a while
+# loop whose tracing and first run cost ~7 ms per variable the step
+# carries (weights and optimizer slots: ~66 ms for a head on a text
+# embedding, ~3.4 s for MobileNet V3), and saves 0.6-0.75 ms per step.
 # So a stage runs several steps per call only when it has enough steps.
-_WRAP_MS, _WRAP_MS_PER_VARIABLE, _SAVED_MS_PER_STEP = 60.0, 7.0, 0.5
+_WRAP_MS, _WRAP_MS_PER_VARIABLE, _SAVED_MS_PER_STEP = 5.0, 7.0, 0.5
 
 _BATCH_HOOKS = (
     "on_batch_begin",
