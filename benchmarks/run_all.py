@@ -445,8 +445,9 @@ _LOOPS_NOTE = [
     "",
     "What is left is Keras's own cost, paid by every `model.fit`: its "
     "compiled train step takes longer to trace and to run for the first "
-    "time than a bare `tf.function` step (about 0.1 s for the text model "
-    "and 0.5-1 s for MobileNet V3 here), and with one step per call each "
+    "time than a bare `tf.function` step (about 0.1 s per stage for the "
+    "text model and 0.3-0.5 s for MobileNet V3 here), and with one step "
+    "per call each "
     "step pays Keras's per-call work (about 0.6 ms), which is why the "
     "text model, whose steps take 2-3 ms, trails per epoch in runs too "
     "short for several steps per call to pay. Runs of a few epochs are "
