@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+import weakref
 
 import keras
 import numpy as np
@@ -30,6 +31,9 @@ _UNREDACTED = {}
 # Redacted handle -> (folder, tags) of a SavedModel copy extracted from a
 # `.keras` file in this process (it lives until the process exits).
 _EXTRACTED = {}
+# Loaded object -> {call key: output (shape, dtype)s}, see
+# `HubLayer.compute_output_spec`.
+_OUTPUT_SPECS = weakref.WeakKeyDictionary()
 
 
 @keras.saving.register_keras_serializable(package="keras_hubkit")
@@ -587,8 +591,39 @@ class HubLayer(keras.layers.Layer):
     def compute_output_spec(self, *args, **kwargs):
         # Keras's tracing path (it knows the output dtypes); overriding
         # `compute_output_shape` alone would switch Keras to a shape-only
-        # path that assumes outputs of `compute_dtype`.
-        return _compat.trace_output_spec(self.call, *args, **kwargs)
+        # path that assumes outputs of `compute_dtype`. Tracing MobileNet
+        # V3 costs ~70 ms, paid by every model built on it (each search
+        # trial builds one), so the specs are kept per loaded object and
+        # call: only shapes and dtypes, returned as new `KerasTensor`s.
+        key = self._output_spec_key(args, kwargs)
+        specs = _OUTPUT_SPECS.setdefault(self._obj, {}) if key else {}
+        if key not in specs:
+            spec = _compat.trace_output_spec(self.call, *args, **kwargs)
+            if not key:
+                return spec
+            specs[key] = keras.tree.map_structure(_OutputSpec, spec)
+        return keras.tree.map_structure(lambda s: s.tensor(), specs[key])
+
+    def _output_spec_key(self, args, kwargs):
+        """What a symbolic call's output specs depend on; None when they
+        cannot be keyed (the object is not weak-referenceable, or an
+        argument is not a plain value)."""
+        try:
+            weakref.ref(self._obj)
+            return repr(
+                (
+                    keras.tree.map_structure(_shape_and_dtype, (args, kwargs)),
+                    self.signature,
+                    self.output_key,
+                    self.signature_outputs_as_dict,
+                    self.output_shape_arg,
+                    sorted(self.arguments.items()),
+                    self.trainable,
+                    self.inference_only,
+                )
+            )
+        except (TypeError, AttributeError):
+            return None
 
     def compute_output_shape(self, input_shape):
         """The output shape(s) for `input_shape` (batch dimension first).
@@ -946,3 +981,28 @@ def _check_json(config):
                 f"HubLayer(..., {key}=...) must be JSON-serializable to save "
                 f"the layer. Received: {value!r}."
             ) from e
+
+
+def _shape_and_dtype(value):
+    """`(shape, dtype)` of a tensor or spec; other values as they are."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        dtype = keras.backend.standardize_dtype(value.dtype)
+        return (tuple(value.shape), dtype)
+    return value
+
+
+class _OutputSpec:
+    """What a symbolic output is made from (a leaf for `keras.tree`)."""
+
+    __slots__ = ("dtype", "ragged", "shape", "sparse")
+
+    def __init__(self, tensor):
+        self.shape = tuple(tensor.shape)
+        self.dtype = tensor.dtype
+        self.sparse = getattr(tensor, "sparse", False)
+        self.ragged = getattr(tensor, "ragged", False)
+
+    def tensor(self):
+        return keras.KerasTensor(
+            self.shape, self.dtype, sparse=self.sparse, ragged=self.ragged
+        )

@@ -146,6 +146,32 @@ def test_output_key_without_signature(bert_model):
     assert layer(data).shape == (1, 4)
 
 
+def test_symbolic_calls_on_one_loaded_object_keep_their_own_specs(
+    bert_model,
+):
+    # Output specs are kept per loaded object and call (each search trial
+    # builds a model on the same object); what the call asks for decides.
+    obj = hk.load(bert_model)
+
+    def symbolic(seq_len, **kwargs):
+        inputs = {
+            n: keras.Input((seq_len,), dtype="int32", name=n)
+            for n in models.BERT_INPUT_NAMES
+        }
+        return inputs, hk.HubLayer(obj, **kwargs)(inputs)
+
+    _, pooled = symbolic(None, output_key="pooled_output")
+    _, sequence = symbolic(None, output_key="sequence_output")
+    _, fixed = symbolic(6, output_key="sequence_output")
+    inputs, again = symbolic(None, output_key="pooled_output")
+    assert pooled.shape == again.shape == (None, 4)
+    assert sequence.shape == (None, None, 4) and fixed.shape == (None, 6, 4)
+    assert again is not pooled  # a new tensor for each model's graph
+    model = keras.Model(inputs, keras.layers.Dense(2)(again))
+    data = {n: np.ones((3, 5), "int32") for n in models.BERT_INPUT_NAMES}
+    assert model(data).shape == (3, 2)
+
+
 def test_same_layer_twice_shares_weights(image_model):
     layer = hk.HubLayer(image_model, trainable=True)
     a, b = keras.Input((8, 8, 3)), keras.Input((8, 8, 3))
