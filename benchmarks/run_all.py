@@ -553,8 +553,26 @@ def _hand_written_line(data):
         f"epoch; {hand['median'] * 1e3:.0f} ms per trial), cached trials run "
         f"at **{_common.fmt_ratio(data['vs_hand_written'])}** its speed "
         f"(n={hand['n']} trials each, after the first), keras-tuner's "
-        "bookkeeping and checkpoints included."
+        "bookkeeping and checkpoints included." + _by_shape(data, hand)
     ]
+
+
+def _by_shape(data, hand):
+    shapes = data.get("fixed_ms_by_head_shape", {})
+    if set(shapes) != {"new_shape", "seen_shape"}:
+        return ""
+    epochs = data["epochs"] * data["steady_epoch_ms"]
+    seen = shapes["seen_shape"]["median"] + epochs
+    new = shapes["new_shape"]["median"] + epochs
+    return (
+        f" By head shape: a trial whose head shape was seen before takes "
+        f"about {seen:.0f} ms ({hand['median'] * 1e3 / seen:.2f}x the "
+        f"hand-written loop's speed); a new shape about {new:.0f} ms "
+        f"({hand['median'] * 1e3 / new:.2f}x), since Keras compiles the "
+        "head's train and validation functions (each a loop of several "
+        "steps per call), where the hand-written loop traces one small "
+        "step."
+    )
 
 
 _SHAPES = {
