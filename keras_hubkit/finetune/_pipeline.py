@@ -1,10 +1,10 @@
 """Array inputs as a prefetched `tf.data` pipeline for `model.fit`.
 
 Keras turns arrays into a dataset of its own on every `fit` call, built to
-slice any array type and to be sharded. For the in-memory arrays that
-fine-tuning takes, a plain pipeline (shuffled indices, one `gather` per
-batch, prefetched) runs the same steps with less work per batch and per
-epoch: `python benchmarks/bench_layer.py` measures the difference.
+slice any array type and to be sharded, with tf.data's autotuner on. For
+the in-memory arrays that fine-tuning takes, a plain pipeline is enough:
+shuffled indices, one `gather` per batch, prefetched, and the autotuner
+off (see `steady`, and the training loops on the benchmarks page).
 """
 
 import numpy as np
