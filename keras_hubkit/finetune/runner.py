@@ -1,8 +1,10 @@
 """`StagedFineTuner`: runs a plan of `Stage`s on a Keras model."""
 
+import inspect
 import json
 import logging
 import math
+import numbers
 import os
 import re
 
@@ -55,6 +57,8 @@ class StagedHistory(keras.callbacks.History):
             group (`"head"` and the base groups' names).
         stage_values: per stage, the monitored validation value of the
             weights the stage ended with (after any rollback), or None.
+            For `loss`/`val_loss`, without the model's regularization
+            losses, which count only while a SavedModel trains.
         rollbacks: the stages that were rolled back, each a dict with
             `stage`, `name`, `value` (what the stage reached) and
             `reference` (what the stage before had).
@@ -235,6 +239,15 @@ class StagedFineTuner:
             StagePlanError: an `AutoPlan` without validation data, or a
                 backup written by another plan.
         """
+        if batch_size is not None and (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, numbers.Integral)
+            or batch_size < 1
+        ):
+            raise errors.StagePlanError(
+                "batch_size must be a positive int (or None for 32). "
+                f"Received: batch_size={batch_size!r}."
+            )
         monitor = self._monitor = self.monitor or (
             "val_loss" if validation_data is not None else "loss"
         )
@@ -321,7 +334,9 @@ class StagedFineTuner:
         """Keeps stage `index`, or (guarded) rolls it back when it ended
         worse than the stage before or on a NaN; records the outcome."""
         monitor = self._monitor
-        value = _end_value(early, history, index, monitor)
+        value = _without_regularization(
+            self.model, _end_value(early, history, index, monitor), monitor
+        )
         kept = not (
             guarded
             and snapshot is not None
@@ -759,7 +774,10 @@ def fine_tune(
         callbacks: Keras callbacks for every stage.
         verbose: as for `model.fit`.
         rollback: undo stages that end worse on validation.
-        **kwargs: more `StagedFineTuner` arguments.
+        **kwargs: more `StagedFineTuner` arguments (`bn_policy`,
+            `backup_dir`, ...) and `model.fit` arguments (`shuffle`,
+            `sample_weight`, `class_weight`, ...), each passed where it
+            belongs.
 
     Returns:
         A `StagedHistory`.
@@ -795,8 +813,14 @@ def fine_tune(
         )
     else:
         stages = _fastai_plan(epochs, base_lr, freeze_epochs, lr_mult)
+    runner_args = inspect.signature(StagedFineTuner).parameters
     runner = StagedFineTuner(
-        model, stages, loss=loss, metrics=metrics, rollback=rollback, **kwargs
+        model,
+        stages,
+        loss=loss,
+        metrics=metrics,
+        rollback=rollback,
+        **{k: v for k, v in kwargs.items() if k in runner_args},
     )
     history = runner.run(
         x,
@@ -805,6 +829,7 @@ def fine_tune(
         batch_size=batch_size,
         callbacks=callbacks,
         verbose=verbose,
+        **{k: v for k, v in kwargs.items() if k not in runner_args},
     )
     history.lr_find = found
     return history
@@ -911,14 +936,32 @@ def _end_value(early, history, index, monitor):
     return float(values[-1]) if values else None
 
 
+def _without_regularization(model, value, monitor):
+    """The total loss `monitor` (`loss`, `val_loss`) less the model's
+    regularization losses at the weights the stage ended with.
+
+    Keras adds `model.losses` to both. A SavedModel's regularization
+    counts only while it trains (frozen, `HubLayer` gives zeros), so the
+    stage that unfreezes it would compare a data loss plus a penalty with
+    the frozen stage's data loss alone, and look worse even when its
+    predictions are better. Stages are compared on what they predict.
+    """
+    if value is None or monitor not in ("loss", "val_loss"):
+        return value
+    penalty = sum(float(loss) for loss in model.losses)
+    return value - penalty
+
+
 def _worse(value, reference, monitor):
     if reference is None or not math.isfinite(reference):
         return False
     if value is None or not math.isfinite(value):
         return True
+    # Equal up to float32 rounding (a loss less its penalty) is not worse.
+    slack = 1e-6 * max(1.0, abs(reference))
     if cb.minimize(monitor):
-        return value > reference
-    return value < reference
+        return value > reference + slack
+    return value < reference - slack
 
 
 def _match_groups(key, rates):
