@@ -134,7 +134,7 @@ def test_a_diverging_stage_is_rolled_back_bit_exactly(image_model, caplog, lr):
     if not diverged:  # the run went on from the rolled-back state
         assert history.history["stage"] == [0, 0, 1, 2]
         return
-    assert "rolled back" in caplog.text
+    assert "rolled back" in caplog.text and "ended with val_loss" in caplog.text
     _assert_same(_weights(model), kept["weights"])
     _assert_same(
         [v.numpy() for v in model.optimizer.variables], kept["optimizer"]
@@ -644,6 +644,8 @@ def test_fine_tune_passes_fit_arguments_to_fit(image_model):
             StagedFineTuner(_model(image_model), [Stage(1)], loss=SCE).run(
                 x, y, batch_size=bad
             )
+    with pytest.raises(errors.StagePlanError, match="shuffle='yes'"):
+        head_after(shuffle="yes")
 
 
 def test_finetune_modules_import_matplotlib_only_inside_functions():

@@ -580,13 +580,14 @@ class StagedFineTuner:
             }
         )
         logger.warning(
-            "Stage %d (%s) ended with %s, worse than %s after the stage "
+            "Stage %d (%s) ended with %s %s, worse than %s after the stage "
             "before it: rolled back to the weights, statistics and optimizer "
             "state the stage started from.",
             index + 1,
             stage.name or _describe(stage),
-            value,
-            snapshot.value,
+            self._monitor,
+            _short(value),
+            _short(snapshot.value),
         )
 
     # ------------------------------------------------------------ callbacks
@@ -952,6 +953,11 @@ def _without_regularization(model, value, monitor):
     return value - penalty
 
 
+def _short(value):
+    """A monitored value as a log line shows it."""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def _worse(value, reference, monitor):
     if reference is None or not math.isfinite(reference):
         return False
@@ -1002,17 +1008,20 @@ def _as_pipeline(x, y, batch_size, fit_kwargs):
         # `shuffle=True` is ignored.
         fit_kwargs.setdefault("shuffle", False)
         return x, y, batch_size
-    if (
-        fit_kwargs.get("validation_split")
-        or fit_kwargs.get("shuffle") == "batch"
-    ):
+    shuffle = fit_kwargs.get("shuffle", True)
+    if not isinstance(shuffle, (bool, np.bool_)) and shuffle != "batch":
+        raise errors.StagePlanError(
+            "shuffle must be True, False or 'batch' (as for model.fit). "
+            f"Received: shuffle={shuffle!r}."
+        )
+    if fit_kwargs.get("validation_split") or shuffle == "batch":
         return x, y, batch_size
     dataset = _pipeline.as_dataset(
         x,
         y,
         fit_kwargs.get("sample_weight"),
         batch_size=batch_size,
-        shuffle=fit_kwargs.get("shuffle", True),
+        shuffle=shuffle,
     )
     if dataset is None:
         return x, y, batch_size
