@@ -53,6 +53,14 @@ def _assert_same(got, want):
         np.testing.assert_array_equal(a, b)
 
 
+def _guarded_run(model, plan, **runner_kwargs):
+    """Runs `plan` on `_data()` with it as validation data too."""
+    x, y = _data()
+    return StagedFineTuner(model, plan, loss=SCE, **runner_kwargs).run(
+        x, y, validation_data=(x, y), batch_size=8, verbose=0
+    )
+
+
 class _Keep(keras.callbacks.Callback):
     """Records weights, optimizer state and trainable set at stage end."""
 
@@ -122,9 +130,7 @@ def test_a_diverging_stage_is_rolled_back_bit_exactly(image_model, caplog, lr):
         Stage(1, lr=1e-9, name="after"),
     ]
     with caplog.at_level(logging.WARNING, logger="keras_hubkit"):
-        history = StagedFineTuner(model, plan, loss=SCE).run(
-            x, y, validation_data=(x, y), batch_size=8, verbose=0
-        )
+        history = _guarded_run(model, plan)
     diverged = lr > 1
     assert history.stopped_on_nan == diverged  # a NaN also ends the run
     assert [r["stage"] for r in history.rollbacks] == [1]
@@ -150,14 +156,11 @@ def test_stages_are_compared_without_regularization(image_model):
     # val_loss. A stage that changes nothing (SGD at rate 0) predicts
     # exactly what the frozen stage did, and is kept.
     model = _model(image_model)
-    x, y = _data()
     plan = [
         Stage(1, lr=1e-2),
         Stage(1, unfreeze="all", lr=0.0, optimizer=_sgd),
     ]
-    history = StagedFineTuner(model, plan, loss=SCE).run(
-        x, y, validation_data=(x, y), batch_size=8, verbose=0
-    )
+    history = _guarded_run(model, plan)
     assert history.rollbacks == []
     penalty = sum(float(loss) for loss in model.losses)
     assert penalty > 1e-4  # what Keras adds once the SavedModel trains
@@ -168,14 +171,11 @@ def test_stages_are_compared_without_regularization(image_model):
 
 def test_rollback_can_be_switched_off(image_model):
     model = _model(image_model)
-    x, y = _data()
     plan = [
         Stage(2, lr=1e-2),
         Stage(1, unfreeze="all", lr=1.0, optimizer=_sgd),
     ]
-    history = StagedFineTuner(model, plan, loss=SCE, rollback=False).run(
-        x, y, validation_data=(x, y), batch_size=8, verbose=0
-    )
+    history = _guarded_run(model, plan, rollback=False)
     assert history.rollbacks == []
     assert history.history["val_loss"][2] > history.history["val_loss"][1]
 

@@ -51,12 +51,12 @@ def steady(dataset):
     """`dataset` with tf.data's autotuner off.
 
     When `fit` reads the iterator inside its compiled step (as Keras does),
-    the autotuner now and then leaves the step's kernels one thread for a
-    whole epoch: measured with MobileNet V3 on 2 cores, 9 of 51 epochs
-    took twice the wall time for the same CPU time, against none of 51
-    with the autotuner off. Parallel maps still use every core (their
-    parallelism then defaults to the number of cores), and prefetch buffers
-    still grow on demand.
+    the autotuner sometimes left the step's kernels one thread for a whole
+    epoch on 2 cores: twice the wall time for the same CPU time. It comes
+    and goes; `benchmarks/bench_layer.py` (`fit` rows, on and off) and
+    `benchmarks/bench_autotune.py` measure it. Parallel maps still use
+    every core (their parallelism then defaults to the number of cores),
+    and prefetch buffers still grow on demand.
     """
     options = tf.data.Options()
     options.autotune.enabled = False
