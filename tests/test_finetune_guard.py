@@ -19,6 +19,7 @@ from keras_hubkit import errors
 from keras_hubkit.finetune import AutoPlan
 from keras_hubkit.finetune import Stage
 from keras_hubkit.finetune import StagedFineTuner
+from keras_hubkit.finetune import _pipeline
 
 SCE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -576,7 +577,10 @@ def test_each_stage_traces_its_train_step_once(image_model):
     assert len(traces) == 2
 
 
-def test_array_inputs_keep_fit_semantics(image_model):
+@pytest.mark.parametrize("pipeline", ["shuffle buffer", "gather per batch"])
+def test_array_inputs_keep_fit_semantics(image_model, pipeline, monkeypatch):
+    if pipeline == "gather per batch":  # how large arrays are fed
+        monkeypatch.setattr(_pipeline, "SHUFFLE_BUFFER_BYTES", 0)
     x, y = _data()
     plan = [Stage(2, unfreeze="all", lr=1e-2, optimizer=_sgd)]
 
@@ -596,6 +600,35 @@ def test_array_inputs_keep_fit_semantics(image_model):
     # (the base still follows its regularization loss).
     head = _model(image_model).get_layer("head").get_weights()
     _assert_same(train(x, y, sample_weight=np.zeros(len(y)))[-2:], head)
+
+
+def test_lean_step_functions_train_and_evaluate_like_keras(image_model, capfd):
+    # The runner's one-step train and test functions against Keras's own,
+    # on a trainable SavedModel with BatchNorm and a regularization loss.
+    x, y = _data()
+    in_order = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    # A dataset whose length Keras learns only by running out of data.
+    unknown = in_order.filter(lambda *_: True)
+
+    def fit(data, lean, **compile_kwargs):
+        model = _model(image_model)
+        model.get_layer("base").trainable = True
+        model.compile(_sgd(1e-2), SCE, metrics=["accuracy"], **compile_kwargs)
+        used = _compat.lean_step_functions(model)
+        if lean:
+            assert used
+        history = model.fit(data, epochs=2, validation_data=data, verbose=0)
+        return used, history.history, _weights(model)
+
+    _, keras_logs, keras_weights = fit(in_order, lean=False)
+    for data in (in_order, unknown):
+        _, logs, weights = fit(data, lean=True)
+        assert logs == keras_logs
+        _assert_same(weights, keras_weights)
+    # Keras keeps its own functions where the lean ones would drop work.
+    assert fit(in_order, lean=False, steps_per_execution=2)[0] is False
+    assert fit(in_order, lean=False, run_eagerly=True)[0] is False
+    assert "OUT_OF_RANGE" not in capfd.readouterr().err
 
 
 # ------------------------------------------------------- Keras citizen

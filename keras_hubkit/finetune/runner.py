@@ -34,7 +34,9 @@ AUTO_STEPS_PER_EXECUTION = 32
 # epoch, one and several steps per call): Keras wraps the step in a while
 # loop whose tracing and first run cost ~7 ms per variable the step
 # carries (weights and optimizer slots: ~66 ms for a head on a text
-# embedding, ~3.4 s for MobileNet V3), and saves 0.6-0.75 ms per step.
+# embedding, ~3.4 s for MobileNet V3), and saves ~0.5 ms per step against
+# one step per call with the lean functions (`_compat.lean_step_functions`:
+# the tiny and text models of `benchmarks/bench_layer.py`, 0.45-0.5 ms).
 # So a stage runs several steps per call only when it has enough steps.
 _WRAP_MS, _WRAP_MS_PER_VARIABLE, _SAVED_MS_PER_STEP = 5.0, 7.0, 0.5
 
@@ -446,6 +448,7 @@ class StagedFineTuner:
                 **kwargs,
             )
             _build_for_fit(self.model, self._data_spec)
+        _compat.lean_step_functions(self.model)
         self._optimizer_stage = index
         if resume_optimizer:
             self._assign_optimizer(
