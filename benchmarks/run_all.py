@@ -20,6 +20,8 @@ SCRIPTS = [
     "bench_search.py",
     "bench_quality.py",
     "bench_memory.py",
+    "bench_steps_per_call.py",
+    "bench_autotune.py",
 ]
 PAGE = os.path.join(_common.ROOT, "docs", "benchmarks.md")
 IMPORTTIME = (
@@ -94,6 +96,8 @@ def write_page():
         ("search", _search_section),
         ("quality", _quality_section),
         ("memory", _memory_section),
+        ("steps_per_call", _steps_per_call_section),
+        ("autotune", _autotune_section),
     ):
         data = _load(name)
         if data:
@@ -158,9 +162,12 @@ def _loops_target(layer, search=None):
     worst_epoch = min(epochs, key=lambda r: r["vs_raw_epoch"]["ratio"])
     ok = worst["vs_raw_run"]["ratio"] >= 0.98
     hand = (search or {}).get("vs_hand_written")
+    status = _met(ok and (hand is None or hand["ratio"] >= 0.98))
+    if status == "not met" and worst_epoch["vs_raw_epoch"]["ratio"] >= 0.98:
+        status = "not met per run; **met** per steady epoch"
     return (
         target,
-        _met(ok and (hand is None or hand["ratio"] >= 0.98)),
+        status,
         f"per run, compiling included, worst: {worst['loop']} on "
         f"{worst['model']}, {_common.fmt_ratio(worst['vs_raw_run'])}; per "
         f"steady epoch, worst: {worst_epoch['loop']} on "
@@ -437,23 +444,92 @@ _LOOPS_NOTE = [
     "each stage traces its train step once (the optimizer's and metrics' "
     "variables are created before `fit` traces it; created inside, they "
     "made TensorFlow trace MobileNet V3's step twice, about 5 s more per "
-    "stage); arrays are fed through a prefetched `tf.data` pipeline with "
-    "tf.data's autotuner off (with it on, whole epochs ran on one thread "
-    "now and then); and a stage runs several steps per call only when its "
-    "steps save more than Keras's step loop costs to compile (the tiny "
-    "model's stages here; search trials always).",
+    "stage); with one step per call, `fit` and `evaluate` get lean step "
+    "functions (one `tf.function` that reads the batch and calls the "
+    "model's `train_step`: Keras's own nests two, runs them through the "
+    "distribution strategy and unwraps an `Optional` after every call, "
+    "which cost the text model about a sixth of each epoch); arrays are "
+    "fed through a prefetched `tf.data` pipeline with tf.data's autotuner "
+    "off (with it on, whole epochs ran on one thread now and then), "
+    "shuffled in a buffer when small (a per-batch `gather` cost the text "
+    "model another sixth); and a stage runs several steps per call only "
+    "when its steps save more than Keras's step loop costs to compile "
+    "(see *Steps per call*; the tiny model's stages here, search trials "
+    "always).",
     "",
-    "What is left is Keras's own cost, paid by every `model.fit`: its "
-    "compiled train step takes longer to trace and to run for the first "
-    "time than a bare `tf.function` step (about 0.1 s per stage for the "
-    "text model and 0.3-0.5 s for MobileNet V3 here), and with one step "
-    "per call each "
-    "step pays Keras's per-call work (about 0.6 ms), which is why the "
-    "text model, whose steps take 2-3 ms, trails per epoch in runs too "
-    "short for several steps per call to pay. Runs of a few epochs are "
-    "mostly compiling, so the per-run ratios are the worst case; longer "
-    "runs approach the steady-epoch ratios.",
+    "What is left is Keras's own cost per stage, paid by every "
+    "`model.fit`: `compile`, and a `train_step` that takes longer to "
+    "trace and to run for the first time than a bare `tf.function` step "
+    "(its loss and metrics containers: about 40 ms per stage for the "
+    "text model here, 0.3-0.5 s for MobileNet V3). Runs of a few epochs "
+    "are mostly compiling, so the per-run ratios are the worst case; "
+    "longer runs approach the steady-epoch ratios.",
 ]
+
+
+def _steps_per_call_section(data):
+    lines = [
+        "## Steps per call",
+        "",
+        "`python benchmarks/bench_steps_per_call.py`: one-stage, one-epoch "
+        f"`StagedFineTuner` runs with one and with {data['spe']} steps per "
+        "call, at two epoch lengths, in turns; the extra time of several "
+        "steps per call is `wrap - saved * steps`, so the two lengths give "
+        "what Keras's step loop costs to compile (wrap) and what it saves "
+        "per step. The runner's prediction is its formula for the "
+        "variables the step carries (weights and optimizer slots); with "
+        '`steps_per_execution="auto"` a stage runs several steps per call '
+        "only when its steps times the assumed saving exceed the predicted "
+        "wrap.",
+        "",
+        "| model | batch | steps per epoch | n | variables carried | wrap ms "
+        "(runner predicts) | saved ms per step (runner assumes) | pays from "
+        "steps |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in data["rows"]:
+        pays = row.get("break_even_steps")
+        lines.append(
+            f"| {row['model']} | {row['batch']} | "
+            f"{' and '.join(str(s) for s in row['steps'])} | "
+            f"{row['repeats']} | {row['carried_variables']} | "
+            f"{row['wrap_ms']:.0f} ({row['predicted_wrap_ms']:.0f}) | "
+            f"{row['saved_ms_per_step']:.2f} "
+            f"({row['predicted_saved_ms_per_step']}) | "
+            f"{f'{pays:.0f}' if pays else 'never'} |"
+        )
+    return [*lines, ""]
+
+
+def _autotune_section(data):
+    on, off = data["on"], data["off"]
+    return [
+        "## tf.data's autotuner",
+        "",
+        "`python benchmarks/bench_autotune.py`: a MobileNet V3 fine-tuning "
+        "step that reads its batch from the iterator it is given (as "
+        "Keras's `fit` does), one epoch of 4 batches at a time, with the "
+        f"autotuner on and off, in {data['processes']} fresh processes "
+        f"each, taking turns, {data['epochs_per_process']} epochs per "
+        "process. A slow epoch takes over 1.5x the median epoch with the "
+        "autotuner off.",
+        "",
+        "| autotuner | epochs | slow epochs | epoch s, median (p25-p75) "
+        "| CPU s, median |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {name} | {d['epochs']} | {d['slow_epochs']} | "
+            f"{d['wall_s']['median']:.2f} ({d['wall_s']['p25']:.2f}-"
+            f"{d['wall_s']['p75']:.2f}) | {d['cpu_s']['median']:.2f} |"
+            for name, d in (("on", on), ("off", off))
+        ),
+        "",
+        "The slow epochs come and go: when they come, they take twice the "
+        "wall time for the same CPU time (the step's kernels waiting for a "
+        "thread). The pipelines the package builds turn the autotuner off "
+        "either way.",
+        "",
+    ]
 
 
 def _load_section(data):

@@ -308,15 +308,13 @@ def lean_step_functions(model):
 def _lean_function(step):
     import tensorflow as tf
 
-    def on_batch(data):
+    def none_for_optional(value):
         # Keras's adapters put `None`s (a generator's missing sample
         # weights) in `tf.data` as empty `Optional`s; the step wants `None`.
-        return step(
-            tf.nest.map_structure(
-                lambda t: None if isinstance(t, tf.experimental.Optional) else t,
-                data,
-            )
-        )
+        return None if isinstance(value, tf.experimental.Optional) else value
+
+    def on_batch(data):
+        return step(tf.nest.map_structure(none_for_optional, data))
 
     @tf.function(reduce_retracing=True)
     def function(iterator):

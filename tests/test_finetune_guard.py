@@ -511,11 +511,11 @@ class _StepsPerCall(keras.callbacks.Callback):
 
 def test_auto_steps_per_execution_gives_the_same_results(image_model):
     # 64 examples in batches of 2: 32 steps per epoch. The long head stage
-    # (320 steps, few variables) saves more per-call cost than the loop
+    # (640 steps, few variables) saves more per-call cost than the loop
     # costs to compile; the short stage that trains everything does not.
     x, y = _data(64)
     plan = [
-        Stage(10, lr=1e-2, schedule="one_cycle"),
+        Stage(20, lr=1e-2, schedule="one_cycle"),
         Stage(1, unfreeze="all", lr=1e-3, layer_decay=0.5),
     ]
     results = {}
@@ -609,6 +609,11 @@ def test_lean_step_functions_train_and_evaluate_like_keras(image_model, capfd):
     in_order = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
     # A dataset whose length Keras learns only by running out of data.
     unknown = in_order.filter(lambda *_: True)
+    # No sample weights, as an empty `Optional` (how Keras's adapters
+    # carry a `None` through `tf.data`).
+    no_weights = in_order.map(
+        lambda a, b: (a, b, tf.experimental.Optional.empty(None))
+    )
 
     def fit(data, lean, **compile_kwargs):
         model = _model(image_model)
@@ -621,7 +626,7 @@ def test_lean_step_functions_train_and_evaluate_like_keras(image_model, capfd):
         return used, history.history, _weights(model)
 
     _, keras_logs, keras_weights = fit(in_order, lean=False)
-    for data in (in_order, unknown):
+    for data in (in_order, unknown, no_weights):
         _, logs, weights = fit(data, lean=True)
         assert logs == keras_logs
         _assert_same(weights, keras_weights)

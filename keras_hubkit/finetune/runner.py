@@ -29,16 +29,16 @@ BN_POLICIES = ("frozen", "train")
 # Steps per compiled call when chosen automatically: enough to hide Keras's
 # per-call cost (~0.5 ms on CPU), small enough for a lively progress bar.
 AUTO_STEPS_PER_EXECUTION = 32
-# What several steps per call cost and save, measured on a 2-core CPU with
-# TensorFlow 2.21 / Keras 3.15 (one-stage runs of 8 and 64 steps per
-# epoch, one and several steps per call): Keras wraps the step in a while
-# loop whose tracing and first run cost ~7 ms per variable the step
-# carries (weights and optimizer slots: ~66 ms for a head on a text
-# embedding, ~3.4 s for MobileNet V3), and saves ~0.5 ms per step against
-# one step per call with the lean functions (`_compat.lean_step_functions`:
-# the tiny and text models of `benchmarks/bench_layer.py`, 0.45-0.5 ms).
-# So a stage runs several steps per call only when it has enough steps.
-_WRAP_MS, _WRAP_MS_PER_VARIABLE, _SAVED_MS_PER_STEP = 5.0, 7.0, 0.5
+# What several steps per call cost and save on a 2-core CPU with
+# TensorFlow 2.21 / Keras 3.15, against one step per call with the lean
+# functions (`_compat.lean_step_functions`): Keras wraps the step in a
+# while loop whose tracing and first run cost ~70 ms plus ~7 ms per
+# variable the step carries (weights and optimizer slots: 130-150 ms for
+# the 9 of a head on a small SavedModel, ~3.4 s for MobileNet V3's 494),
+# and saves 0.2-0.7 ms per step. `benchmarks/bench_steps_per_call.py`
+# measures both. So a stage runs several steps per call only when it has
+# enough steps.
+_WRAP_MS, _WRAP_MS_PER_VARIABLE, _SAVED_MS_PER_STEP = 70.0, 7.0, 0.5
 
 _BATCH_HOOKS = (
     "on_batch_begin",
@@ -448,7 +448,8 @@ class StagedFineTuner:
                 **kwargs,
             )
             _build_for_fit(self.model, self._data_spec)
-        _compat.lean_step_functions(self.model)
+        if self.model.train_function is None:  # not kept from a trial
+            _compat.lean_step_functions(self.model)
         self._optimizer_stage = index
         if resume_optimizer:
             self._assign_optimizer(
