@@ -454,8 +454,7 @@ _LOOPS_NOTE = [
     "shuffled in a buffer when small (a per-batch `gather` cost the text "
     "model another sixth); and a stage runs several steps per call only "
     "when its steps save more than Keras's step loop costs to compile "
-    "(see *Steps per call*; the tiny model's stages here, search trials "
-    "always).",
+    "(see *Steps per call*; the tiny model's stages here).",
     "",
     "What is left is Keras's own cost per stage, paid by every "
     "`model.fit`: `compile`, and a `train_step` that takes longer to "
@@ -644,10 +643,10 @@ def _by_shape(data, hand):
         f" By head shape: a trial whose head shape was seen before takes "
         f"about {seen:.0f} ms ({hand['median'] * 1e3 / seen:.2f}x the "
         f"hand-written loop's speed); a new shape about {new:.0f} ms "
-        f"({hand['median'] * 1e3 / new:.2f}x), since Keras compiles the "
-        "head's train and validation functions (each a loop of several "
-        "steps per call), where the hand-written loop traces one small "
-        "step."
+        f"({hand['median'] * 1e3 / new:.2f}x): its head's train and "
+        "validation functions are traced (Keras's `train_step` and "
+        "`test_step`, heavier to trace than the hand-written loop's step), "
+        "where a seen shape reuses them."
     )
 
 

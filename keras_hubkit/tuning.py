@@ -489,13 +489,6 @@ class _HeadTrainer(keras.Model):
 
     reusable = True
 
-    @property
-    def keeps_traced_functions(self):
-        """Whether recompiling keeps the traced train function: what it
-        costs to compile is then paid once per head shape, not per trial
-        (`StagedFineTuner` weighs it when choosing steps per call)."""
-        return self.reusable
-
     _compile_key = None
     _fresh_optimizer_state = None
 

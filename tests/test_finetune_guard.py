@@ -602,6 +602,45 @@ def test_array_inputs_keep_fit_semantics(image_model, pipeline, monkeypatch):
     _assert_same(train(x, y, sample_weight=np.zeros(len(y)))[-2:], head)
 
 
+def test_validation_arrays_keep_fit_semantics(image_model):
+    # Validation arrays go through the runner's pipeline: in order, in
+    # batches of validation_batch_size, sample weights applied, exactly as
+    # the same batches given as a dataset.
+    x, y = _data()
+    weights = (np.arange(len(y)) % 2).astype("float32")
+    plan = [Stage(2, lr=1e-2, optimizer=_sgd)]
+
+    def run(validation_data, **kwargs):
+        model = _model(image_model)
+        batches = []
+
+        class Count(keras.callbacks.Callback):
+            def on_test_batch_end(self, batch, logs=None):
+                batches.append(batch)
+
+        history = StagedFineTuner(
+            model, plan, loss=SCE, metrics=["accuracy"], rollback=False
+        ).run(
+            x,
+            y,
+            validation_data=validation_data,
+            batch_size=8,
+            shuffle=False,
+            callbacks=[Count()],
+            verbose=0,
+            **kwargs,
+        )
+        return history.history, len(batches)
+
+    as_dataset = tf.data.Dataset.from_tensor_slices((x, y, weights)).batch(5)
+    want = run(as_dataset)
+    got = run((x, y, weights), validation_batch_size=5)
+    assert got == want
+    assert got[1] == 2 * 7  # two epochs of ceil(32 / 5) batches
+    unweighted = run((x, y), validation_batch_size=5)[0]
+    assert unweighted["val_loss"] != got[0]["val_loss"]
+
+
 def test_lean_step_functions_train_and_evaluate_like_keras(
     image_model, capfd, tmp_path
 ):

@@ -131,9 +131,11 @@ class StagedFineTuner:
             with the next stage (`history.rollbacks` lists them). The first
             stage is never rolled back. Default True.
         steps_per_execution: training steps per compiled call. `"auto"`
-            (default): several steps per call when the number of steps per
-            epoch is known and no callback has per-batch hooks (results
-            are the same as one step per call); else 1.
+            (default): per stage, several steps per call when the stage's
+            steps save more than compiling Keras's step loop costs, the
+            number of steps per epoch is known and no callback has
+            per-batch hooks (results are the same as one step per call);
+            else 1.
         checkpoint_path: where to keep the run's best weights
             (`.weights.h5`).
         backup_dir: where to write a resumable backup after each epoch and
@@ -268,6 +270,9 @@ class StagedFineTuner:
         guard = cb.NaNGuard()
         best = cb.BestWeights(monitor, self.checkpoint_path)
         steps = self._steps = steps_per_epoch or _steps_per_epoch(x, batch_size)
+        validation_data = _validation_pipeline(
+            validation_data, batch_size, fit_kwargs
+        )
         if steps_per_epoch is None:
             x, y, batch_size = _as_pipeline(x, y, batch_size, fit_kwargs)
         self._data_spec = (
@@ -409,8 +414,6 @@ class StagedFineTuner:
         explicit = "steps_per_execution" in self.compile_kwargs
         if most == 1 or explicit or self.steps_per_execution != "auto":
             return most
-        if getattr(self.model, "keeps_traced_functions", False):
-            return most  # compiled once for many runs (search trials)
         carried = len(self.model.weights) + 2 * len(
             self.model.trainable_weights
         )
@@ -1033,6 +1036,26 @@ def _as_pipeline(x, y, batch_size, fit_kwargs):
     # The pipeline shuffles; Keras would warn that it cannot.
     fit_kwargs["shuffle"] = False
     return dataset, None, None
+
+
+def _validation_pipeline(data, batch_size, fit_kwargs):
+    """Validation arrays `(x, y[, sample_weight])` as an unshuffled
+    pipeline too: Keras's own adapter builds a dataset of its own for every
+    `fit` (every stage, every search trial), and creating an iterator over
+    it, once per epoch, took ~12 ms for 250 feature vectors against ~0.4 ms
+    for the pipeline. `fit_kwargs` loses `validation_batch_size` when it is
+    used here."""
+    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+        return data
+    dataset = _pipeline.as_dataset(
+        *data,
+        batch_size=fit_kwargs.get("validation_batch_size") or batch_size,
+        shuffle=False,
+    )
+    if dataset is None:
+        return data
+    fit_kwargs.pop("validation_batch_size", None)
+    return dataset
 
 
 def _build_for_fit(model, data_spec):
