@@ -20,7 +20,7 @@ SCRIPTS = [
     "bench_search.py",
     "bench_quality.py",
     "bench_memory.py",
-    "bench_steps_per_call.py",
+    "bench_loop_parts.py",
     "bench_autotune.py",
 ]
 PAGE = os.path.join(_common.ROOT, "docs", "benchmarks.md")
@@ -96,7 +96,7 @@ def write_page():
         ("search", _search_section),
         ("quality", _quality_section),
         ("memory", _memory_section),
-        ("steps_per_call", _steps_per_call_section),
+        ("loop_parts", _loop_parts_section),
         ("autotune", _autotune_section),
     ):
         data = _load(name)
@@ -466,36 +466,55 @@ _LOOPS_NOTE = [
 ]
 
 
-def _steps_per_call_section(data):
+def _loop_parts_section(data):
+    variants = data["variants"]
     lines = [
-        "## Steps per call",
+        "## Parts of the training loop",
         "",
-        "`python benchmarks/bench_steps_per_call.py`: one-stage, one-epoch "
-        f"`StagedFineTuner` runs with one and with {data['spe']} steps per "
-        "call, at two epoch lengths, in turns; the extra time of several "
-        "steps per call is `wrap - saved * steps`, so the two lengths give "
-        "what Keras's step loop costs to compile (wrap) and what it saves "
-        "per step. The runner's prediction is its formula for the "
-        "variables the step carries (weights and optimizer slots); with "
+        "`python benchmarks/bench_loop_parts.py`: one-stage, one-epoch "
+        "`StagedFineTuner` runs with validation arrays, at two epoch "
+        "lengths, in turns: the default (one step per call, the lean step "
+        "functions, small arrays shuffled in a buffer, validation arrays "
+        "through the same pipeline) against each alternative. Each "
+        "alternative costs `fixed + per_step * steps` more than the "
+        "default (negative: it saves); the two lengths give both terms. "
+        "For "
+        f"{data['spe']} steps per call, the fixed cost is compiling Keras's "
+        "step loops (train and validation), which the runner predicts from "
+        "the variables the steps carry (weights and optimizer slots); with "
         '`steps_per_execution="auto"` a stage runs several steps per call '
-        "only when its steps times the assumed saving exceed the predicted "
-        "wrap.",
+        "only when its steps times the assumed saving per step exceed the "
+        "predicted cost.",
         "",
-        "| model | batch | steps per epoch | n | variables carried | wrap ms "
-        "(runner predicts) | saved ms per step (runner assumes) | pays from "
-        "steps |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | batch | steps per epoch | n | alternative | ms per run "
+        "| ms per step |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in data["rows"]:
-        pays = row.get("break_even_steps")
+        for key, extra in row["extra"].items():
+            lines.append(
+                f"| {row['model']} | {row['batch']} | "
+                f"{' and '.join(str(s) for s in row['steps'])} | "
+                f"{row['repeats']} | {variants[key]} | "
+                f"{extra['fixed_ms']:+.0f} | {extra['per_step_ms']:+.2f} |"
+            )
+    lines.append("")
+    for row in data["rows"]:
+        loop = row["extra"]["steps_per_call"]
+        saved = -loop["per_step_ms"]
+        pays = (
+            f"pays from about {loop['fixed_ms'] / saved:.0f} steps"
+            if saved > 0 and loop["fixed_ms"] > 0
+            else "never pays here"
+        )
         lines.append(
-            f"| {row['model']} | {row['batch']} | "
-            f"{' and '.join(str(s) for s in row['steps'])} | "
-            f"{row['repeats']} | {row['carried_variables']} | "
-            f"{row['wrap_ms']:.0f} ({row['predicted_wrap_ms']:.0f}) | "
-            f"{row['saved_ms_per_step']:.2f} "
-            f"({row['predicted_saved_ms_per_step']}) | "
-            f"{f'{pays:.0f}' if pays else 'never'} |"
+            f"- {row['model']}: {data['spe']} steps per call cost "
+            f"{loop['fixed_ms']:.0f} ms to compile (the runner predicts "
+            f"{row['predicted_wrap_ms']:.0f} ms for the "
+            f"{row['carried_variables']} variables its train step carries "
+            f"and its test step) and save {saved:.2f} ms "
+            f"per step (the runner assumes "
+            f"{row['assumed_saved_ms_per_step']}): {pays}."
         )
     return [*lines, ""]
 

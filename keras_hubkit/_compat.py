@@ -278,9 +278,9 @@ def lean_step_functions(model):
     in two `tf.function`s, runs it through the distribution strategy and
     wraps its logs in an `Optional` that Python unwraps after every call.
     With one step per call that machinery is most of what a `fit` step
-    costs beyond a hand-written `tf.function` step: ~0.25 ms per step and
-    ~60 ms more tracing per compile for a text head on 2 CPU cores
-    (`benchmarks/bench_layer.py`, training loops). The lean function reads
+    costs beyond a hand-written `tf.function` step, in every step and in
+    tracing (`benchmarks/bench_loop_parts.py` measures both). The lean
+    function reads
     the batch inside one `tf.function` and calls `train_step` (or
     `test_step`) directly: the same step, so the same results.
 

@@ -551,6 +551,30 @@ def test_auto_steps_per_execution_gives_the_same_results(image_model):
     assert seen == [1]
 
 
+def test_auto_steps_per_execution_counts_the_validation_loop(image_model):
+    # With validation, several steps per call wrap evaluate's step in a
+    # loop too: a stage that pays for the training loop alone (12 epochs
+    # of 32 steps) does not pay for both.
+    x, y = _data(64)
+    plan = [Stage(12, lr=1e-2)]
+
+    def steps_per_call(**kwargs):
+        seen = []
+        StagedFineTuner(_model(image_model), plan, loss=SCE).run(
+            x,
+            y,
+            batch_size=2,
+            verbose=0,
+            callbacks=[_StepsPerCall(seen)],
+            **kwargs,
+        )
+        return seen
+
+    assert steps_per_call() == [32]
+    validation = {"validation_data": (x, y), "validation_batch_size": 64}
+    assert steps_per_call(**validation) == [1]
+
+
 def test_each_stage_traces_its_train_step_once(image_model):
     # Variables made inside the first trace (optimizer slots, metric
     # totals) would make TensorFlow trace the whole step twice.

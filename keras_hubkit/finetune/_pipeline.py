@@ -45,10 +45,9 @@ def as_dataset(x, y=None, sample_weight=None, *, batch_size=None, shuffle=True):
 
 # Up to this size, examples are shuffled in a buffer that holds a copy of
 # all of them (a hand-written loop's pipeline); above it, one `gather` per
-# batch picks them from the arrays, without the copy. The gather's map
-# costs 0.1-0.5 ms per batch more on 2 CPU cores (a 256-string batch of a
-# text embedding: ~9 ms per 16-step epoch, about a sixth of its time),
-# which only small examples' short steps notice.
+# batch picks them from the arrays, without the copy. The gather costs
+# more per batch on 2 CPU cores, which only small examples' short steps
+# notice (`benchmarks/bench_loop_parts.py` measures it).
 SHUFFLE_BUFFER_BYTES = 64 << 20
 
 

@@ -34,11 +34,23 @@ AUTO_STEPS_PER_EXECUTION = 32
 # functions (`_compat.lean_step_functions`): Keras wraps the step in a
 # while loop whose tracing and first run cost ~70 ms plus ~7 ms per
 # variable the step carries (weights and optimizer slots: 130-150 ms for
-# the 9 of a head on a small SavedModel, ~3.4 s for MobileNet V3's 494),
-# and saves 0.2-0.7 ms per step. `benchmarks/bench_steps_per_call.py`
-# measures both. So a stage runs several steps per call only when it has
-# enough steps.
+# the 9 of a head on a small SavedModel, ~3.4 s for MobileNet V3's 494;
+# `evaluate`'s step is wrapped too), and saves 0.4-1.1 ms per step.
+# `benchmarks/bench_loop_parts.py` measures both. So a stage runs several
+# steps per call only when it has enough steps.
 _WRAP_MS, _WRAP_MS_PER_VARIABLE, _SAVED_MS_PER_STEP = 70.0, 7.0, 0.5
+
+
+def loop_compile_ms(model, validated):
+    """What Keras's step loops cost `model` to compile, predicted: the
+    train step's (it carries the weights and the optimizer's slots) and,
+    with validation, the test step's (the weights)."""
+    carried = len(model.weights) + 2 * len(model.trainable_weights)
+    ms = _WRAP_MS + _WRAP_MS_PER_VARIABLE * carried
+    if validated:
+        ms += _WRAP_MS + _WRAP_MS_PER_VARIABLE * len(model.weights)
+    return ms
+
 
 _BATCH_HOOKS = (
     "on_batch_begin",
@@ -206,6 +218,7 @@ class StagedFineTuner:
         self._optimizer_stage = None
         self._data_spec = None
         self._max_steps_per_execution = 1
+        self._validation_steps = None
 
     # ---------------------------------------------------------------- run
     def run(
@@ -272,6 +285,17 @@ class StagedFineTuner:
         steps = self._steps = steps_per_epoch or _steps_per_epoch(x, batch_size)
         validation_data = _validation_pipeline(
             validation_data, batch_size, fit_kwargs
+        )
+        # Evaluated with as many steps per call: 0 when unknown.
+        self._validation_steps = (
+            None
+            if validation_data is None
+            else fit_kwargs.get("validation_steps")
+            or _steps_per_epoch(
+                validation_data,
+                fit_kwargs.get("validation_batch_size") or batch_size,
+            )
+            or 0
         )
         if steps_per_epoch is None:
             x, y, batch_size = _as_pipeline(x, y, batch_size, fit_kwargs)
@@ -414,15 +438,14 @@ class StagedFineTuner:
         explicit = "steps_per_execution" in self.compile_kwargs
         if most == 1 or explicit or self.steps_per_execution != "auto":
             return most
-        carried = len(self.model.weights) + 2 * len(
-            self.model.trainable_weights
-        )
-        wrap_ms = _WRAP_MS + _WRAP_MS_PER_VARIABLE * carried
-        if steps * stage.epochs * _SAVED_MS_PER_STEP < wrap_ms:
+        validated = self._validation_steps is not None
+        saved_steps = (steps + (self._validation_steps or 0)) * stage.epochs
+        wrap_ms = loop_compile_ms(self.model, validated)
+        if saved_steps * _SAVED_MS_PER_STEP < wrap_ms:
             logger.debug(
                 "One step per call: %d steps save less than the %.0f ms "
                 "that several steps per call cost to compile.",
-                steps * stage.epochs,
+                saved_steps,
                 wrap_ms,
             )
             return 1
@@ -1041,10 +1064,9 @@ def _as_pipeline(x, y, batch_size, fit_kwargs):
 def _validation_pipeline(data, batch_size, fit_kwargs):
     """Validation arrays `(x, y[, sample_weight])` as an unshuffled
     pipeline too: Keras's own adapter builds a dataset of its own for every
-    `fit` (every stage, every search trial), and creating an iterator over
-    it, once per epoch, took ~12 ms for 250 feature vectors against ~0.4 ms
-    for the pipeline. `fit_kwargs` loses `validation_batch_size` when it is
-    used here."""
+    `fit` (every stage, every search trial) and is slower to start every
+    epoch (`benchmarks/bench_loop_parts.py`). `fit_kwargs` loses
+    `validation_batch_size` when it is used here."""
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
         return data
     dataset = _pipeline.as_dataset(

@@ -1,0 +1,169 @@
+"""What each part of the package's training loop costs against its
+alternative.
+
+One-stage, one-epoch `StagedFineTuner` runs on small SavedModels (a text
+embedding and a one-variable model), with validation arrays, at two epoch
+lengths, taking turns:
+
+- the default (one step per call): the runner's lean step functions and
+  the array pipeline that shuffles small arrays in a buffer;
+- Keras's own train and test functions instead of the lean ones;
+- a `gather` per batch instead of the shuffle buffer (how large arrays are
+  fed);
+- Keras's own adapter for the validation arrays instead of the pipeline;
+- 32 steps per call (Keras's step loop; what `steps_per_execution="auto"`
+  weighs).
+
+Against the default, each alternative costs `fixed + per_step * steps`
+more; the two lengths give both terms. For 32 steps per call, `fixed` is
+what compiling the step loop costs (the runner predicts it from the
+variables the train and test steps carry: `finetune/runner.py`,
+`loop_compile_ms`) and
+`-per_step` what it saves per step.
+
+    python benchmarks/bench_loop_parts.py [--quick]
+"""
+
+import argparse
+import os
+import tempfile
+from unittest import mock
+
+import _common
+import keras
+import numpy as np
+import tensorflow as tf
+
+import keras_hubkit as hk
+from keras_hubkit import _compat
+from keras_hubkit.finetune import _pipeline
+from keras_hubkit.finetune import runner
+
+import models
+
+SPE = 32
+VARIANTS = {
+    "keras_functions": "Keras's own train and test functions",
+    "gather": "a `gather` per batch",
+    "keras_validation": "Keras's adapter for validation arrays",
+    "steps_per_call": f"{SPE} steps per call",
+}
+
+
+def specs(workdir):
+    """(name, path, make_input(n), batch)."""
+    words = np.array(models.VOCAB)
+    text = models.save_text_embedding(
+        os.path.join(workdir, "text", "m"), dim=64
+    )
+    tiny = models.save_mul_model(os.path.join(workdir, "tiny"))
+    return [
+        (
+            "text: string embedding",
+            text,
+            lambda n: tf.constant(
+                [" ".join(np.random.choice(words, 8)) for _ in range(n)]
+            ),
+            256,
+        ),
+        (
+            "tiny: x * v (per-call overhead)",
+            tiny,
+            lambda n: tf.random.uniform((n, 1)),
+            32,
+        ),
+    ]
+
+
+def _run(model, x, y, val, batch, variant):
+    patches = []
+    if variant == "keras_functions":
+        patches.append(
+            mock.patch.object(_compat, "lean_step_functions", lambda m: False)
+        )
+    if variant == "gather":
+        patches.append(mock.patch.object(_pipeline, "SHUFFLE_BUFFER_BYTES", 0))
+    if variant == "keras_validation":
+        patches.append(
+            mock.patch.object(
+                runner, "_validation_pipeline", lambda data, *_: data
+            )
+        )
+    spe = SPE if variant == "steps_per_call" else 1
+    for patch in patches:
+        patch.start()
+    try:
+        hk.finetune.StagedFineTuner(
+            model,
+            [hk.finetune.Stage(1, unfreeze="all", lr=1e-3)],
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            steps_per_execution=spe,
+        ).run(x, y, validation_data=val, batch_size=batch, verbose=0)
+    finally:
+        for patch in patches:
+            patch.stop()
+
+
+def measure(name, path, make, batch, lengths, repeats):
+    model = keras.Sequential(
+        [hk.HubLayer(path, trainable=True), keras.layers.Dense(2)]
+    )
+    data = {}
+    for steps in lengths:
+        n = steps * batch
+        data[steps] = (make(n), (np.arange(n) % 2).astype("int32"))
+    # A quarter as many validation examples, the same for every run.
+    n_val = lengths[0] * batch // 4
+    val = (make(n_val), (np.arange(n_val) % 2).astype("int32"))
+    model(data[lengths[0]][0][:1])
+    carried = len(model.weights) + 2 * len(model.trainable_weights)
+    cases = {
+        f"{variant} {steps}": (
+            lambda v=variant, k=steps: _run(model, *data[k], val, batch, v)
+        )
+        for steps in lengths
+        for variant in ("default", *VARIANTS)
+    }
+    times = _common.interleaved(cases, repeats, warmup=1)
+    ms = {k: _common.stats(v)["median"] * 1e3 for k, v in times.items()}
+    short, long = lengths
+    row = {
+        "model": name,
+        "batch": batch,
+        "steps": list(lengths),
+        "repeats": repeats,
+        "run_ms": ms,
+        "carried_variables": carried,
+        "predicted_wrap_ms": runner.loop_compile_ms(model, validated=True),
+        "assumed_saved_ms_per_step": runner._SAVED_MS_PER_STEP,
+        "extra": {},
+    }
+    for variant in VARIANTS:
+        extra = {k: ms[f"{variant} {k}"] - ms[f"default {k}"] for k in lengths}
+        per_step = (extra[long] - extra[short]) / (long - short)
+        fixed = extra[short] - per_step * short
+        row["extra"][variant] = {"fixed_ms": fixed, "per_step_ms": per_step}
+        print(
+            f"  {VARIANTS[variant]}: {fixed:+.0f} ms per run, "
+            f"{per_step:+.2f} ms per step"
+        )
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    repeats = 3 if args.quick else 7
+    lengths = (16, 64) if args.quick else (16, 128)
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, path, make, batch in specs(workdir):
+            print(name)
+            rows.append(measure(name, path, make, batch, lengths, repeats))
+    _common.save("loop_parts", {"rows": rows, "spe": SPE, "variants": VARIANTS})
+    return rows
+
+
+if __name__ == "__main__":
+    main()
