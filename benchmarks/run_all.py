@@ -440,29 +440,30 @@ def _loops_section(layer):
 # What the loop rows show, and why (measured while writing the runner;
 # the figures above are the current run's).
 _LOOPS_NOTE = [
-    "What the package's loops do to run at the hand-written loop's speed: "
-    "each stage traces its train step once (the optimizer's and metrics' "
-    "variables are created before `fit` traces it; created inside, they "
-    "made TensorFlow trace MobileNet V3's step twice, about 5 s more per "
-    "stage); with one step per call, `fit` and `evaluate` get lean step "
-    "functions (one `tf.function` that reads the batch and calls the "
-    "model's `train_step`: Keras's own nests two, runs them through the "
-    "distribution strategy and unwraps an `Optional` after every call, "
-    "which cost the text model about a sixth of each epoch); arrays are "
-    "fed through a prefetched `tf.data` pipeline with tf.data's autotuner "
-    "off (with it on, whole epochs ran on one thread now and then), "
-    "shuffled in a buffer when small (a per-batch `gather` cost the text "
-    "model another sixth); and a stage runs several steps per call only "
-    "when its steps save more than Keras's step loop costs to compile "
-    "(see *Steps per call*; the tiny model's stages here).",
+    "What the package's loops do to run at the hand-written loop's speed "
+    "(*Parts of the training loop* below measures each against its "
+    "alternative): each stage traces its train step once (the optimizer's "
+    "and metrics' variables are created before `fit` traces it; created "
+    "inside, they made TensorFlow trace MobileNet V3's step twice, about "
+    "5 s more per stage); with one step per call, `fit` and `evaluate` get "
+    "lean step functions (one `tf.function` that reads the batch and "
+    "calls the model's `train_step`, where Keras's own nest two, run them "
+    "through the distribution strategy and unwrap an `Optional` after "
+    "every call); training and validation arrays are fed through a "
+    "prefetched `tf.data` pipeline with tf.data's autotuner off (with it "
+    "on, whole epochs ran on one thread now and then), shuffled in a "
+    "buffer when small; and a stage runs several steps per call only when "
+    "its steps save more than Keras's step loops cost to compile (here "
+    "only the tiny model's `StagedFineTuner` stage, 384 steps).",
     "",
     "What is left is Keras's own cost per stage, paid by every "
     "`model.fit`: `compile`, and a `train_step` that takes longer to "
     "trace and to run for the first time than a bare `tf.function` step "
-    "(its loss and metrics containers: about 40 ms per stage for the "
-    "text model here, 0.3-0.5 s for MobileNet V3). Runs of a few epochs "
-    "are mostly compiling, so the per-run ratios are the worst case; "
-    "longer runs approach the steady-epoch ratios.",
+    "(its loss and metrics containers: tens of milliseconds per stage "
+    "for the small models, 0.3-0.5 s for MobileNet V3). `fine_tune` pays "
+    "it twice (two stages). Runs of a few epochs are mostly compiling, so "
+    "the per-run ratios are the worst case; longer runs approach the "
+    "steady-epoch ratios.",
 ]
 
 
@@ -486,15 +487,15 @@ def _loop_parts_section(data):
         "only when its steps times the assumed saving per step exceed the "
         "predicted cost.",
         "",
-        "| model | batch | steps per epoch | n | alternative | ms per run "
+        "| model (batch; steps per epoch) | n | alternative | ms per run "
         "| ms per step |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|",
     ]
     for row in data["rows"]:
         for key, extra in row["extra"].items():
             lines.append(
-                f"| {row['model']} | {row['batch']} | "
-                f"{' and '.join(str(s) for s in row['steps'])} | "
+                f"| {row['model']} ({row['batch']}; "
+                f"{' and '.join(str(s) for s in row['steps'])}) | "
                 f"{row['repeats']} | {variants[key]} | "
                 f"{extra['fixed_ms']:+.0f} | {extra['per_step_ms']:+.2f} |"
             )
