@@ -316,9 +316,23 @@ def _lean_function(step):
     def on_batch(data):
         return step(tf.nest.map_structure(none_for_optional, data))
 
-    @tf.function(reduce_retracing=True)
+    # No autograph, as Keras's own: `train_step` is graph-ready code, and
+    # autograph would turn the errors it raises into `StagingError`s.
+    on_iterator = tf.function(
+        lambda iterator: on_batch(iterator.get_next()),
+        reduce_retracing=True,
+        autograph=False,
+    )
+    on_data = tf.function(on_batch, reduce_retracing=True, autograph=False)
+
     def function(iterator):
-        return on_batch(iterator.get_next())
+        if isinstance(
+            iterator, (tf.data.Iterator, tf.distribute.DistributedIterator)
+        ):
+            return on_iterator(iterator)
+        # `train_on_batch` and `test_on_batch` hand over a Python generator
+        # of one batch.
+        return on_data(next(iterator))
 
     return function
 

@@ -706,6 +706,135 @@ def test_lean_step_functions_train_and_evaluate_like_keras(
     assert "OUT_OF_RANGE" not in capfd.readouterr().err
 
 
+def test_list_inputs_and_targets_as_keras_reads_them(image_model):
+    # A list of arrays is several inputs (or outputs), as for `model.fit`,
+    # not one array to stack.
+    rng = np.random.default_rng(0)
+    a, b = rng.random((32, 4), "float32"), rng.random((32, 2), "float32")
+    y = np.arange(32) % 3
+    plan = [Stage(2, unfreeze="all", lr=1e-2, optimizer=_sgd)]
+
+    def train(data, validation):
+        keras.utils.set_random_seed(1)
+        ins = [keras.Input((4,)), keras.Input((2,))]
+        out = keras.layers.Dense(3, name="cls")(keras.layers.Concatenate()(ins))
+        model = keras.Model(ins, [out, keras.layers.Dense(1, name="reg")(out)])
+        history = StagedFineTuner(
+            model, plan, loss=[SCE, "mse"], rollback=False
+        ).run(
+            *data,
+            validation_data=validation,
+            batch_size=8,
+            shuffle=False,
+            verbose=0,
+        )
+        return history.history, _weights(model)
+
+    targets = [y, y.astype("float32")]
+    got = train(([a, b], targets), ([a, b], targets))
+    in_order = tf.data.Dataset.from_tensor_slices(
+        ((a, b), tuple(targets))
+    ).batch(8)
+    want = train((in_order,), in_order)
+    assert got[0] == want[0]
+    _assert_same(got[1], want[1])
+
+
+def test_single_batch_calls_after_a_run(image_model):
+    # `train_on_batch` and `test_on_batch` hand the step functions a
+    # Python generator, not a dataset iterator.
+    x, y = _data()
+    model = _model(image_model)
+    StagedFineTuner(model, [Stage(1, lr=1e-2)], loss=SCE).run(
+        x, y, batch_size=8, verbose=0
+    )
+    assert np.isfinite(model.train_on_batch(x[:8], y[:8]))
+    evaluated = model.evaluate(x[:8], y[:8], batch_size=8, verbose=0)
+    assert model.test_on_batch(x[:8], y[:8]) == pytest.approx(evaluated)
+
+
+def test_typed_errors_from_the_model_reach_the_caller(image_model):
+    # The step functions are traced without autograph (as Keras's own),
+    # which would wrap the model's typed errors in a `StagingError`.
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.base = hk.HubLayer(image_model)
+            self.head = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.head(self.base(x))
+
+    x, y = _data()
+    with pytest.raises(errors.InputSpecError):
+        StagedFineTuner(Subclassed(), [Stage(1, lr=1e-2)], loss=SCE).run(
+            (x * 255).astype("uint8"), y, batch_size=8, verbose=0
+        )
+
+
+def test_auto_steps_per_call_divide_the_given_step_counts(image_model):
+    # Keras runs whole calls: 32 steps per call would train 128 steps of a
+    # 100-step epoch and evaluate all the data whatever validation_steps.
+    x, y = _data(64)
+    repeated = tf.data.Dataset.from_tensor_slices((x, y)).batch(2).repeat()
+    seen = []
+    model = _model(image_model)
+    StagedFineTuner(model, [Stage(12, lr=1e-2)], loss=SCE).run(
+        repeated,
+        steps_per_epoch=100,
+        verbose=0,
+        callbacks=[_StepsPerCall(seen)],
+    )
+    assert seen == [25]
+    assert int(model.optimizer.iterations) == 12 * 100
+
+
+def test_lambda_callback_batch_hooks_keep_one_step_per_call(image_model):
+    x, y = _data(64)
+    batches = []
+    hook = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batches.append(batch)
+    )
+    StagedFineTuner(_model(image_model), [Stage(20, lr=1e-2)], loss=SCE).run(
+        x, y, batch_size=2, verbose=0, callbacks=[hook]
+    )
+    assert len(batches) == 20 * 32
+
+
+def test_a_stage_without_validation_epochs_is_kept(image_model, caplog):
+    # validation_freq=2 skips the validation of a one-epoch middle stage:
+    # there is nothing to compare, so it is not rolled back.
+    x, y = _data()
+    plan = [
+        Stage(2, lr=1e-2),
+        Stage(1, unfreeze="all", lr=1e-3),
+        Stage(2, unfreeze="all", lr=1e-3),
+    ]
+    with caplog.at_level(logging.WARNING):
+        history = StagedFineTuner(_model(image_model), plan, loss=SCE).run(
+            x,
+            y,
+            validation_data=(x, y),
+            validation_freq=2,
+            batch_size=8,
+            verbose=0,
+        )
+    assert history.rollbacks == []
+    assert "logged no val_loss" in caplog.text
+    # Every series lines up with the epochs; skipped validations are NaN.
+    assert len(history.history["val_loss"]) == len(history.epoch) == 5
+    assert np.isnan(history.history["val_loss"][2])
+
+
+def test_history_keeps_what_callbacks_add_to_the_logs(image_model):
+    x, y = _data()
+    reduce = keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=100)
+    history = StagedFineTuner(
+        _model(image_model), [Stage(2, lr=1e-2)], loss=SCE
+    ).run(x, y, batch_size=8, verbose=0, callbacks=[reduce])
+    assert history.history["learning_rate"] == pytest.approx([1e-2, 1e-2])
+
+
 # ------------------------------------------------------- Keras citizen
 def test_fine_tune_takes_loss_metrics_and_callbacks(image_model, capsys):
     model = _model(image_model)

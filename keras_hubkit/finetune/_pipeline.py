@@ -8,6 +8,7 @@ are large), batched, prefetched, and the autotuner off (see `steady`, and
 the training loops on the benchmarks page).
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -29,7 +30,11 @@ def as_dataset(x, y=None, sample_weight=None, *, batch_size=None, shuffle=True):
     if not _is_arrays(x) or (y is not None and not _is_arrays(y)):
         return None
     parts = tuple(p for p in (x, y, sample_weight) if p is not None)
-    tensors = tf.nest.map_structure(tf.convert_to_tensor, parts)
+    # `tf.data` would stack a list of arrays into one tensor; Keras's own
+    # adapter reads lists as tuples too (several inputs or outputs).
+    tensors = tf.nest.map_structure(
+        tf.convert_to_tensor, keras.tree.lists_to_tuples(parts)
+    )
     sizes = {int(t.shape[0]) for t in tf.nest.flatten(tensors)}
     if len(sizes) != 1:
         # Keras's own adapter explains mismatched lengths best.

@@ -95,6 +95,9 @@ class StagedHistory(keras.callbacks.History):
         self.best_value = None
         self.auto_depth = None
         self.lr_find = None
+        # (stage, key) -> the last value logged in that stage (a stage
+        # whose epochs skipped validation, `validation_freq`, has none).
+        self.last_logged = {}
 
 
 class _Snapshot:
@@ -303,7 +306,9 @@ class StagedFineTuner:
             x.element_spec if isinstance(x, tf.data.Dataset) else None
         )
         self._max_steps_per_execution = self._choose_steps_per_execution(
-            steps, callbacks
+            steps,
+            callbacks,
+            counts=(steps_per_epoch, fit_kwargs.get("validation_steps")),
         )
         self._outcomes = []
         if self.auto_plan is not None:
@@ -368,6 +373,13 @@ class StagedFineTuner:
         value = _without_regularization(
             self.model, _end_value(early, history, index, monitor), monitor
         )
+        if guarded and value is None and not guard.stopped:
+            logger.warning(
+                "Stage %d logged no %s (validation_freq skipped its "
+                "epochs): kept without comparing it with the stage before.",
+                index + 1,
+                monitor,
+            )
         kept = not (
             guarded
             and snapshot is not None
@@ -408,9 +420,11 @@ class StagedFineTuner:
             self.stages.append(stage)
         return self.stages[index]
 
-    def _choose_steps_per_execution(self, steps, callbacks):
+    def _choose_steps_per_execution(self, steps, callbacks, counts=()):
         """The given steps per call, or with `"auto"` the most a stage may
         run per call (each stage then decides, `_stage_steps_per_execution`).
+        `counts`: step counts given to `fit` (`steps_per_epoch`,
+        `validation_steps`), which the automatic choice must divide.
         """
         if "steps_per_execution" in self.compile_kwargs:
             return self.compile_kwargs["steps_per_execution"]
@@ -428,7 +442,12 @@ class StagedFineTuner:
                 [type(c).__name__ for c in hooked],
             )
             return 1
-        return min(steps, AUTO_STEPS_PER_EXECUTION)
+        most = min(steps, AUTO_STEPS_PER_EXECUTION)
+        # Keras 3.15 runs whole calls: with `steps_per_epoch=100` and 32
+        # steps per call it trains 128 steps an epoch (of a repeated
+        # dataset), and evaluates all the data whatever `validation_steps`.
+        given = math.gcd(*(int(c) for c in counts if c)) or most
+        return max(k for k in range(1, most + 1) if given % k == 0)
 
     def _stage_steps_per_execution(self, stage, steps):
         """Steps per call for one stage: with `"auto"`, several only when
@@ -624,11 +643,14 @@ class StagedFineTuner:
     def _stage_callbacks(
         self, index, stage, history, guard, best, extra, early
     ):
-        found = [_Recorder(history, index), guard, best]
+        found = [guard, best]
         if self._held:
             # First, so that every later callback sees the held values.
             found.insert(0, cb.HoldVariables(self._held))
-        found += [*(extra or []), *stage.callbacks]
+        # The recorder after the user's callbacks, as Keras's `History`:
+        # it keeps what they add to the logs (`ReduceLROnPlateau`'s
+        # `learning_rate`); before `Backup`, which saves the history.
+        found += [*(extra or []), *stage.callbacks, _Recorder(history, index)]
         if early is not None:
             found.append(early)
         if self.backup_dir:
@@ -706,6 +728,10 @@ class StagedFineTuner:
         history.rollbacks = [
             r for r in state.get("rollbacks", []) if r["stage"] < stage
         ]
+        for key, series in history.history.items():
+            for value, index in zip(series, history.history["stage"]):
+                if key != "stage" and not math.isnan(value):
+                    history.last_logged[index, key] = value
         logger.info("Resuming after epoch %d (stage %d).", done, stage + 1)
         return stage, done, snapshot
 
@@ -911,12 +937,17 @@ class _Recorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.history.epoch.append(epoch)
         self.history.history["stage"].append(self.stage)
+        # Epochs without a key (before a later stage's metric appeared, or
+        # that skipped validation) get NaN, so every series lines up with
+        # `epoch` and `stage`.
+        epochs = len(self.history.epoch)
         for key, value in (logs or {}).items():
             series = self.history.history.setdefault(key, [])
-            # Metrics that appear in a later stage are padded with NaN.
-            while len(series) < len(self.history.epoch) - 1:
-                series.append(float("nan"))
+            series += [float("nan")] * (epochs - 1 - len(series))
             series.append(float(value))
+            self.history.last_logged[self.stage, key] = float(value)
+        for series in self.history.history.values():
+            series += [float("nan")] * (epochs - len(series))
 
 
 def _loss_and_metrics(model, loss, metrics, compile_kwargs):
@@ -962,9 +993,7 @@ def _end_value(early, history, index, monitor):
     """The monitored value of the weights stage `index` ended with."""
     if early is not None and early.best_weights is not None:
         return float(early.best)
-    series = zip(history.history.get(monitor, []), history.history["stage"])
-    values = [v for v, s in series if s == index]
-    return float(values[-1]) if values else None
+    return history.last_logged.get((index, monitor))
 
 
 def _without_regularization(model, value, monitor):
@@ -989,9 +1018,9 @@ def _short(value):
 
 
 def _worse(value, reference, monitor):
-    if reference is None or not math.isfinite(reference):
-        return False
-    if value is None or not math.isfinite(value):
+    if reference is None or not math.isfinite(reference) or value is None:
+        return False  # nothing to compare
+    if not math.isfinite(value):
         return True
     # Equal up to float32 rounding (a loss less its penalty) is not worse.
     slack = 1e-6 * max(1.0, abs(reference))
@@ -1012,9 +1041,11 @@ def _match_groups(key, rates):
 
 def _has_batch_hooks(callback):
     """Whether a callback overrides a per-batch hook (it would be called
-    less often with several steps per execution)."""
+    less often with several steps per execution), in its class or, as
+    `keras.callbacks.LambdaCallback` does, on the instance."""
     return any(
-        getattr(type(callback), hook, None)
+        hook in vars(callback)
+        or getattr(type(callback), hook, None)
         is not getattr(keras.callbacks.Callback, hook)
         for hook in _BATCH_HOOKS
     )
