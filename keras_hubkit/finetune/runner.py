@@ -35,7 +35,7 @@ AUTO_STEPS_PER_EXECUTION = 32
 # while loop whose tracing and first run cost ~70 ms plus ~7 ms per
 # variable the step carries (weights and optimizer slots: 130-150 ms for
 # the 9 of a head on a small SavedModel, ~3.4 s for MobileNet V3's 494;
-# `evaluate`'s step is wrapped too), and saves 0.4-1.1 ms per step.
+# `evaluate`'s step is wrapped too), and saves 0.3-1.1 ms per step.
 # `benchmarks/bench_loop_parts.py` measures both. So a stage runs several
 # steps per call only when it has enough steps.
 _WRAP_MS, _WRAP_MS_PER_VARIABLE, _SAVED_MS_PER_STEP = 70.0, 7.0, 0.5
