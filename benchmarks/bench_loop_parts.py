@@ -18,7 +18,7 @@ Against the default, each alternative costs `fixed + per_step * steps`
 more; the two lengths give both terms. For 32 steps per call, `fixed` is
 what compiling the step loop costs (the runner predicts it from the
 variables the train and test steps carry: `finetune/runner.py`,
-`loop_compile_ms`) and
+`_loop_compile_ms`) and
 `-per_step` what it saves per step.
 
     python benchmarks/bench_loop_parts.py [--quick]
@@ -134,7 +134,7 @@ def measure(name, path, make, batch, lengths, repeats):
         "repeats": repeats,
         "run_ms": ms,
         "carried_variables": carried,
-        "predicted_wrap_ms": runner.loop_compile_ms(model, validated=True),
+        "predicted_wrap_ms": runner._loop_compile_ms(model, validated=True),
         "assumed_saved_ms_per_step": runner._SAVED_MS_PER_STEP,
         "extra": {},
     }

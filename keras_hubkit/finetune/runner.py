@@ -41,7 +41,7 @@ AUTO_STEPS_PER_EXECUTION = 32
 _WRAP_MS, _WRAP_MS_PER_VARIABLE, _SAVED_MS_PER_STEP = 70.0, 7.0, 0.5
 
 
-def loop_compile_ms(model, validated):
+def _loop_compile_ms(model, validated):
     """What Keras's step loops cost `model` to compile, predicted: the
     train step's (it carries the weights and the optimizer's slots) and,
     with validation, the test step's (the weights)."""
@@ -459,7 +459,7 @@ class StagedFineTuner:
             return most
         validated = self._validation_steps is not None
         saved_steps = (steps + (self._validation_steps or 0)) * stage.epochs
-        wrap_ms = loop_compile_ms(self.model, validated)
+        wrap_ms = _loop_compile_ms(self.model, validated)
         if saved_steps * _SAVED_MS_PER_STEP < wrap_ms:
             logger.debug(
                 "One step per call: %d steps save less than the %.0f ms "
