@@ -33,9 +33,10 @@ AUTO_STEPS_PER_EXECUTION = 32
 # TensorFlow 2.21 / Keras 3.15, against one step per call with the lean
 # functions (`_compat.lean_step_functions`): Keras wraps the step in a
 # while loop whose tracing and first run cost ~70 ms plus ~7 ms per
-# variable the step carries (weights and optimizer slots: 130-150 ms for
-# the 9 of a head on a small SavedModel, ~3.4 s for MobileNet V3's 494;
-# `evaluate`'s step is wrapped too), and saves 0.3-1.1 ms per step.
+# variable the step carries (weights and optimizer slots; ~3.4 s for
+# MobileNet V3's 494), as much again less the slots for `evaluate`'s step
+# (220-390 ms for both loops of a head on a small SavedModel), and saves
+# 0.3-0.8 ms per step.
 # `benchmarks/bench_loop_parts.py` measures both. So a stage runs several
 # steps per call only when it has enough steps.
 _WRAP_MS, _WRAP_MS_PER_VARIABLE, _SAVED_MS_PER_STEP = 70.0, 7.0, 0.5
@@ -97,7 +98,7 @@ class StagedHistory(keras.callbacks.History):
         self.lr_find = None
         # (stage, key) -> the last value logged in that stage (a stage
         # whose epochs skipped validation, `validation_freq`, has none).
-        self.last_logged = {}
+        self._last_logged = {}
 
 
 class _Snapshot:
@@ -731,7 +732,7 @@ class StagedFineTuner:
         for key, series in history.history.items():
             for value, index in zip(series, history.history["stage"]):
                 if key != "stage" and not math.isnan(value):
-                    history.last_logged[index, key] = value
+                    history._last_logged[index, key] = value
         logger.info("Resuming after epoch %d (stage %d).", done, stage + 1)
         return stage, done, snapshot
 
@@ -945,7 +946,7 @@ class _Recorder(keras.callbacks.Callback):
             series = self.history.history.setdefault(key, [])
             series += [float("nan")] * (epochs - 1 - len(series))
             series.append(float(value))
-            self.history.last_logged[self.stage, key] = float(value)
+            self.history._last_logged[self.stage, key] = float(value)
         for series in self.history.history.values():
             series += [float("nan")] * (epochs - len(series))
 
@@ -993,7 +994,7 @@ def _end_value(early, history, index, monitor):
     """The monitored value of the weights stage `index` ended with."""
     if early is not None and early.best_weights is not None:
         return float(early.best)
-    return history.last_logged.get((index, monitor))
+    return history._last_logged.get((index, monitor))
 
 
 def _without_regularization(model, value, monitor):
