@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import io
 import json
+import math
 import os
 import tempfile
 import time
@@ -285,25 +286,111 @@ def _keras_loss():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
+class _OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """fastai's one-cycle rate, written by hand in TensorFlow: cosine up
+    from `peak / div` over `pct_start` of the steps, then down to
+    `peak / div_final`."""
+
+    def __init__(self, peak, steps, div, div_final, pct_start):
+        self.peak, self.div, self.div_final = peak, div, div_final
+        self.up = max(round(steps * pct_start), 1)
+        self.down = max(steps - self.up, 1)
+
+    @staticmethod
+    def _cosine(start, end, t):
+        t = tf.clip_by_value(t, 0.0, 1.0)
+        return end + (start - end) * 0.5 * (1.0 + tf.cos(math.pi * t))
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        return tf.where(
+            step < self.up,
+            self._cosine(self.peak / self.div, self.peak, step / self.up),
+            self._cosine(
+                self.peak,
+                self.peak / self.div_final,
+                (step - self.up) / self.down,
+            ),
+        )
+
+
+class _Plan:
+    """One stage of a hand-written loop: `epochs`, whether the base trains,
+    whether it runs with `training=True` (BatchNorm updates), and its rates:
+    a constant `lr`, or fastai's one-cycle per group (`cycle`: the
+    `one_cycle` arguments; `spread`: the lowest group's rate as a fraction
+    of the head's, geometric in between, as `Stage(lr_range=...)`)."""
+
+    def __init__(
+        self, epochs, train_base, bn_updates, lr, cycle=None, spread=None
+    ):
+        self.epochs, self.train_base, self.bn_updates = (
+            epochs,
+            train_base,
+            bn_updates,
+        )
+        self.lr, self.cycle, self.spread = lr, cycle, spread
+
+    def rates(self, groups):
+        """Peak rate per group (bottom to top), then the head's."""
+        if self.spread is None:
+            return [self.lr] * (len(groups) + 1)
+        low, points = self.lr * self.spread, len(groups) + 1
+        return [
+            low * (self.lr / low) ** (i / max(points - 1, 1))
+            for i in range(points)
+        ]
+
+    def schedule(self, rate, steps):
+        return (
+            rate if self.cycle is None else _OneCycle(rate, steps, **self.cycle)
+        )
+
+
+def _stage_plans(epochs):
+    """Each package loop's stages, for the hand-written loop to repeat."""
+    return {
+        # Stage(epochs, unfreeze="all", lr=1e-3), bn_policy="train".
+        "StagedFineTuner": [_Plan(epochs, True, True, 1e-3)],
+        # fine_tune's fastai defaults (base_lr=2e-3, lr_mult=100): a head
+        # cycle at 2e-3, then everything, rates from 1e-5 to 1e-3, each
+        # group its own Adam and one-cycle; BatchNorm frozen throughout.
+        "fine_tune": [
+            _Plan(
+                1,
+                False,
+                False,
+                2e-3,
+                dict(div=25.0, div_final=1e5, pct_start=0.99),
+            ),
+            _Plan(
+                epochs - 1,
+                True,
+                False,
+                1e-3,
+                dict(div=5.0, div_final=1e5, pct_start=0.3),
+                spread=0.01,
+            ),
+        ],
+    }
+
+
 class _RawLoop:
     """A hand-written training loop: `tf.saved_model.load`, a Dense head,
-    Keras's Adam, a `tf.function` step over a shuffled, batched,
-    prefetched `tf.data` pipeline. Each stage is `(epochs, train_base,
-    bn_updates)`; a trained base adds the SavedModel's regularization
-    losses, and `bn_updates` calls it with `training=True`. Every run
-    traces its steps afresh, as every package run compiles afresh."""
+    Keras's Adam (one per group with its own rate, where the package's loop
+    has per-group rates), a `tf.function` step over a shuffled, batched,
+    prefetched `tf.data` pipeline. A trained base adds the SavedModel's
+    regularization losses. Every run makes its pipeline from the arrays and
+    traces its steps afresh, as every package run does."""
 
     def __init__(self, path, x, y, batch, stages, epoch_times):
         self.obj = tf.saved_model.load(path)
         self.has_training = takes_training(self.obj)
         self.head = keras.layers.Dense(2)
         self.head.build(self._call(x[:1], False).shape)
-        self.data = (
-            tf.data.Dataset.from_tensor_slices((x, y))
-            .shuffle(len(y))
-            .batch(batch)
-            .prefetch(tf.data.AUTOTUNE)
-        )
+        self.x, self.y, self.batch = x, y, batch
+        self.steps = math.ceil(len(y) / batch)
+        self.groups = _variable_groups(self.obj.trainable_variables)
         self.stages = stages
         self.epoch_times = epoch_times
         self.loss = _keras_loss()
@@ -313,39 +400,81 @@ class _RawLoop:
             return self.obj(x, training=training)
         return self.obj(x)
 
-    def _step(self, train_base, bn_updates):
-        optimizer = keras.optimizers.Adam(1e-3)
-        variables = list(self.head.trainable_variables)
-        if train_base:
-            variables += list(self.obj.trainable_variables)
+    def _optimizers(self, plan):
+        """(optimizer, variables) pairs, one per distinct rate."""
+        groups = self.groups if plan.train_base else []
+        rates = plan.rates(groups)
+        steps = self.steps * plan.epochs
+        pairs = {}
+        for rate, variables in zip(
+            rates, [*groups, list(self.head.trainable_variables)]
+        ):
+            if rate not in pairs:
+                optimizer = keras.optimizers.Adam(plan.schedule(rate, steps))
+                pairs[rate] = (optimizer, [])
+            pairs[rate][1].extend(variables)
+        for optimizer, variables in pairs.values():
+            # Built here, as a careful hand-written loop does, so the step
+            # is traced once (creating variables inside it traces twice).
+            optimizer.build(variables)
+        return list(pairs.values())
+
+    def _step(self, plan):
+        pairs = self._optimizers(plan)
+        variables = [v for _, group in pairs for v in group]
         regularizers = getattr(self.obj, "regularization_losses", [])
-        # Built here, as a careful hand-written loop does, so the step is
-        # traced once (creating variables inside it would trace it twice).
-        optimizer.build(variables)
 
         @tf.function
         def step(x, y):
             with tf.GradientTape() as tape:
-                features = self._call(x, bn_updates)
+                features = self._call(x, plan.bn_updates)
                 loss = self.loss(y, self.head(features))
-                if train_base:
+                if plan.train_base:
                     loss += tf.add_n([fn() for fn in regularizers] or [0.0])
             grads = tape.gradient(loss, variables)
-            optimizer.apply_gradients(zip(grads, variables))
+            start = 0
+            for optimizer, group in pairs:
+                end = start + len(group)
+                optimizer.apply_gradients(zip(grads[start:end], group))
+                start = end
             return loss
 
         return step
 
     def run(self):
-        for epochs, train_base, bn_updates in self.stages:
-            step = self._step(train_base, bn_updates)
-            for epoch in range(epochs):
+        data = (
+            tf.data.Dataset.from_tensor_slices((self.x, self.y))
+            .shuffle(len(self.y))
+            .batch(self.batch)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        for plan in self.stages:
+            step = self._step(plan)
+            for epoch in range(plan.epochs):
                 start = time.perf_counter()
-                for x, y in self.data:
+                for x, y in data:
                     loss = step(x, y)
                 float(loss)
                 if epoch:
                     self.epoch_times.append(time.perf_counter() - start)
+
+
+def _variable_groups(variables):
+    """A SavedModel's variables grouped by the first name component after
+    the prefix they share, in order of first appearance (as
+    `HubLayer.variable_groups`, which orders by first use; for the rates
+    only the number of groups and their sizes matter)."""
+    paths = [v.name.split(":")[0].split("/")[:-1] for v in variables]
+    common = 0
+    while paths and all(
+        len(p) > common and p[common] == paths[0][common] for p in paths
+    ):
+        common += 1
+    groups = {}
+    for variable, parts in zip(variables, paths):
+        key = parts[common] if len(parts) > common else variable.name
+        groups.setdefault(key, []).append(variable)
+    return list(groups.values())
 
 
 class _EpochTimes(keras.callbacks.Callback):
@@ -377,10 +506,7 @@ def training_loops(name, path, make, quick):
         n = max(batch * 2, n // 4)
     x, y = _loop_data(make, n)
     epoch_times = {}
-    plans = {
-        "StagedFineTuner": [(epochs, True, True)],
-        "fine_tune": [(1, False, False), (epochs - 1, True, False)],
-    }
+    plans = _stage_plans(epochs)
     cases = {}
     for plan, stages in plans.items():
         raw = _RawLoop(

@@ -21,15 +21,23 @@ variables the train and test steps carry: `finetune/runner.py`,
 `_loop_compile_ms`) and
 `-per_step` what it saves per step.
 
+Last, what is left against a hand-written loop: the train step `fit`
+traces (Keras's `train_step`, through the lean function) against the
+hand-written loop's step of `bench_layer.py` (the same model, loss and
+Adam), per model: operations in the graph, time to trace, time of the
+first run (TensorFlow optimizes the graph and creates its kernels).
+
     python benchmarks/bench_loop_parts.py [--quick]
 """
 
 import argparse
 import os
 import tempfile
+import time
 from unittest import mock
 
 import _common
+import bench_layer
 import keras
 import numpy as np
 import tensorflow as tf
@@ -150,18 +158,80 @@ def measure(name, path, make, batch, lengths, repeats):
     return row
 
 
+def _timed_first_runs(function, args):
+    """(operations, trace ms, first-run ms) of a fresh `tf.function`."""
+    start = time.perf_counter()
+    graph = function.get_concrete_function(*args).graph
+    traced = time.perf_counter()
+    function(*args)
+    ran = time.perf_counter()
+    return (
+        len(graph.get_operations()),
+        (traced - start) * 1e3,
+        (ran - traced) * 1e3,
+    )
+
+
+def step_graphs(name, path, make, batch, repeats):
+    """Keras's train step against the hand-written loop's, taking turns."""
+    n = batch * 2
+    x, y = make(n), (np.arange(n) % 2).astype("int32")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+    model = keras.Sequential(
+        [hk.HubLayer(path, trainable=True), keras.layers.Dense(2)]
+    )
+    model(x[:1])
+    hand = bench_layer._RawLoop(
+        path, x, y, batch, [bench_layer._Plan(1, True, True, 1e-3)], []
+    )
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def keras_step():
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+        _compat.build_for_fit(model, data.element_spec)
+        # The runner's lean train function, as `fit` calls it.
+        function = tf.function(
+            lambda iterator: model.train_step(iterator.get_next()),
+            reduce_retracing=True,
+            autograph=False,
+        )
+        return _timed_first_runs(function, (iter(data),))
+
+    def hand_step():
+        step = hand._step(hand.stages[0])
+        return _timed_first_runs(step, next(iter(data)))
+
+    results = {"keras train_step": [], "hand-written step": []}
+    for _ in range(repeats):
+        results["keras train_step"].append(keras_step())
+        results["hand-written step"].append(hand_step())
+    row = {"model": name, "batch": batch, "repeats": repeats}
+    for key, runs in results.items():
+        ops, trace, first = (np.median(v) for v in zip(*runs))
+        row[key] = {"ops": int(ops), "trace_ms": trace, "first_run_ms": first}
+        print(
+            f"  {key}: {int(ops)} operations, traced in {trace:.0f} ms, "
+            f"first run {first:.0f} ms"
+        )
+    return row
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else 7
     lengths = (16, 64) if args.quick else (16, 128)
-    rows = []
+    rows, graphs = [], []
     with tempfile.TemporaryDirectory() as workdir:
         for name, path, make, batch in specs(workdir):
             print(name)
             rows.append(measure(name, path, make, batch, lengths, repeats))
-    _common.save("loop_parts", {"rows": rows, "spe": SPE, "variants": VARIANTS})
+            graphs.append(step_graphs(name, path, make, batch, repeats))
+    _common.save(
+        "loop_parts",
+        {"rows": rows, "spe": SPE, "variants": VARIANTS, "steps": graphs},
+    )
     return rows
 
 
