@@ -6,7 +6,7 @@ Names load on first use (PEP 562), so `import keras_hubkit` alone costs
 almost nothing and the `hubkit` command line starts without TensorFlow.
 When Keras or TensorFlow is already imported, the library (everything but
 `hk.tuning`) loads at once: that costs little more than Keras itself and
-registers `HubLayer` and the schedules with Keras before any
+registers `HubLayer`, the schedules and the losses with Keras before any
 `keras.models.load_model`. `hk.tuning` (keras-tuner) always loads on first
 use.
 """
@@ -37,6 +37,7 @@ _LAZY = {
     "image_classifier": ("keras_hubkit.classifier", "image_classifier"),
     "keras_file": ("keras_hubkit.keras_file", None),
     "load": ("keras_hubkit.loading", "load"),
+    "losses": ("keras_hubkit.losses", None),
     "resolve": ("keras_hubkit.resolver", "resolve"),
     "scan": ("keras_hubkit.scanner", "scan"),
     "schedules": ("keras_hubkit.schedules", None),

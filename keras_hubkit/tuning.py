@@ -34,6 +34,7 @@ from keras_hubkit.finetune import Stage
 from keras_hubkit.finetune import StagedFineTuner
 from keras_hubkit.hub_layer import HubLayer
 from keras_hubkit.loading import load
+from keras_hubkit.losses import ClassCrossentropy
 from keras_hubkit.resolver import resolve
 
 logger = logging.getLogger(__name__)
@@ -164,7 +165,11 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
             hp: the trial's `keras_tuner.HyperParameters`.
 
         Returns:
-            A `keras.Model` with the trainability of the plan's last stage.
+            A `keras.Model` with the trainability of the plan's last stage,
+            compiled as keras-tuner expects, so the models
+            `get_best_models()` returns can `evaluate`: the trial's loss
+            (label smoothing included) on class indices or one-hot rows,
+            and `metrics`.
         """
         handle = hp.Choice("handle", self.handles)
         inputs = self._input()
@@ -178,9 +183,17 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         model = keras.Model(inputs, logits)
         # The model as it is at the end of its trial (get_best_models):
         # trainability of the final stage; fit() resets it per stage.
-        self._runner(
-            hp, model, epochs=self._max_epochs(hp)
-        ).apply_trainability()
+        runner = self._runner(hp, model, epochs=self._max_epochs(hp))
+        runner.apply_trainability()
+        # `fit` compiles every stage again; this is for the model as
+        # `get_best_models()` returns it (built, then its weights loaded).
+        model.compile(
+            optimizer=keras.optimizers.Adam(self.head_lr),
+            loss=ClassCrossentropy(
+                self.num_classes, label_smoothing=runner.loss.label_smoothing
+            ),
+            metrics=self.metrics,
+        )
         return model
 
     def _skips_session_reset(self, hp):

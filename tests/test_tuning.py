@@ -136,6 +136,11 @@ def test_cached_features_match_uncached(image_model, tmp_path, monkeypatch):
             "scores": [t.score for t in trials],
             # get_best_models gives the best epoch's weights back.
             "reloaded": float(loss(np.eye(2)[y], best.predict(x, verbose=0))),
+            # ... compiled: it evaluates on the class indices given to
+            # search, to the trial's loss (label smoothing included).
+            "evaluated": best.evaluate(x, y, verbose=0, return_dict=True)[
+                "loss"
+            ],
             "best": best_trial.score,
             **counts,
         }
@@ -143,6 +148,8 @@ def test_cached_features_match_uncached(image_model, tmp_path, monkeypatch):
     assert cached["scores"] == pytest.approx(uncached["scores"], rel=1e-4)
     assert cached["reloaded"] == pytest.approx(cached["best"], rel=1e-4)
     assert uncached["reloaded"] == pytest.approx(uncached["best"], rel=1e-4)
+    for run in (cached, uncached):
+        assert run["evaluated"] == pytest.approx(run["best"], rel=1e-4)
     assert hypermodel.cached_feature_sets == 1  # computed once, reused
     # Two head shapes (linear, 4 wide): two compiled heads for 4 trials.
     assert hypermodel.compiled_heads == 2
