@@ -836,6 +836,62 @@ def test_history_keeps_what_callbacks_add_to_the_logs(image_model):
 
 
 # ------------------------------------------------------- Keras citizen
+def _stopper(hook):
+    """A callback that asks to stop training from `hook`."""
+
+    def stop(*args, **kwargs):
+        callback.model.stop_training = True
+
+    callback = keras.callbacks.LambdaCallback(**{hook: stop})
+    return callback
+
+
+@pytest.mark.parametrize("hook", ["on_epoch_end", "on_train_batch_end"])
+def test_a_run_callback_that_stops_ends_the_run(image_model, hook, caplog):
+    # EarlyStopping or TerminateOnNaN given to the run: the run ends after
+    # the stage it stopped, as `fit` ends.
+    x, y = _data()
+    plan = [Stage(2, lr=1e-2), Stage(2, unfreeze="all", lr=1e-3)]
+    with caplog.at_level(logging.INFO, logger="keras_hubkit"):
+        history = StagedFineTuner(_model(image_model), plan, loss=SCE).run(
+            x, y, batch_size=8, verbose=0, callbacks=[_stopper(hook)]
+        )
+    assert history.epoch == [0]
+    assert history.history["stage"] == [0]
+    assert history.stopped_by_callback
+    assert "remaining stages are skipped" in caplog.text
+
+
+def test_a_stage_callback_that_stops_ends_only_its_stage(image_model):
+    x, y = _data()
+    plan = [
+        Stage(2, lr=1e-2, callbacks=[_stopper("on_epoch_end")]),
+        Stage(2, unfreeze="all", lr=1e-3),
+    ]
+    history = StagedFineTuner(_model(image_model), plan, loss=SCE).run(
+        x, y, batch_size=8, verbose=0
+    )
+    assert history.history["stage"] == [0, 1, 1]
+    assert not history.stopped_by_callback
+
+
+def test_a_csv_logger_keeps_every_stage(image_model, tmp_path):
+    # CSVLogger(append=False) starts a new file at every `fit`; a run
+    # writes one file with all its epochs, and the next run a new one.
+    x, y = _data()
+    path = tmp_path / "log.csv"
+    logger = keras.callbacks.CSVLogger(str(path))
+    plan = [Stage(1, lr=1e-2), Stage(2, unfreeze="all", lr=1e-3)]
+    for _ in range(2):
+        StagedFineTuner(_model(image_model), plan, loss=SCE).run(
+            x, y, batch_size=8, verbose=0, callbacks=[logger]
+        )
+        lines = path.read_text().splitlines()
+        assert lines[0].split(",")[:2] == ["epoch", "loss"]
+        assert [line.split(",")[0] for line in lines[1:]] == ["0", "1", "2"]
+        assert logger.append is False
+
+
 def test_fine_tune_takes_loss_metrics_and_callbacks(image_model, capsys):
     model = _model(image_model)
     model.compile("adam", SCE, metrics=["accuracy"])

@@ -1,6 +1,7 @@
 """Run-level callbacks of the staged runner: NaN guard, held statistics,
-best weights, atomic resumable backups. None of them has per-batch hooks,
-so the runner can run several steps per compiled call."""
+best weights, atomic resumable backups, and what keeps the user's callbacks
+run-wide (their stops, one CSV log). Their per-batch work is a flag check
+at most, so the runner can run several steps per compiled call."""
 
 import json
 import logging
@@ -107,6 +108,62 @@ class BestWeights(keras.callbacks.Callback):
             self.best, self.best_epoch = float(value), epoch
             if self.path:
                 atomic_save_weights(self.model, self.path)
+
+
+class RunStops:
+    """Whether the callbacks given to the run (not a stage's) stopped
+    training.
+
+    `opening` and `closing` go before and after those callbacks: every
+    event they bracket is run by them alone, so `model.stop_training`
+    turning on between the two was set by one of them (an `EarlyStopping`
+    of the whole run, `TerminateOnNaN`), not by a stage's own early
+    stopping, which ends only its stage.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._before = False
+        self.opening = _StopLook(self, opening=True)
+        self.closing = _StopLook(self, opening=False)
+
+
+class _StopLook(keras.callbacks.Callback):
+    def __init__(self, stops, opening):
+        super().__init__()
+        self.stops, self.opening = stops, opening
+
+    def _look(self, *args, **kwargs):
+        stop = bool(getattr(self.model, "stop_training", False))
+        if self.opening:
+            self.stops._before = stop
+        elif stop and not self.stops._before:
+            self.stops.requested = True
+
+    on_train_begin = on_epoch_begin = on_epoch_end = _look
+    on_train_batch_begin = on_train_batch_end = on_test_end = _look
+
+
+class OneCsvLog:
+    """Makes the run's `keras.callbacks.CSVLogger`s write one file for the
+    whole run: those that start a new file (`append=False`) append from the
+    second stage's `fit` on; `restore` gives them back as they were."""
+
+    def __init__(self, callbacks):
+        self._loggers = [
+            c
+            for c in callbacks or []
+            if isinstance(c, keras.callbacks.CSVLogger) and not c.append
+        ]
+
+    def continue_in_next_stage(self):
+        for logger in self._loggers:
+            logger.append = True
+
+    def restore(self):
+        for logger in self._loggers:
+            # Appending cleared the header flag, which only `__init__` sets.
+            logger.append, logger.append_header = False, True
 
 
 class Backup(keras.callbacks.Callback):

@@ -78,6 +78,9 @@ class StagedHistory(keras.callbacks.History):
             `stage`, `name`, `value` (what the stage reached) and
             `reference` (what the stage before had).
         stopped_on_nan: whether a non-finite loss ended the run.
+        stopped_by_callback: whether a callback given to the run (not a
+            stage's) set `model.stop_training`, which ends the run after
+            that stage (`EarlyStopping`, `TerminateOnNaN`...).
         best_epoch / best_value: the best monitored epoch of the run.
         auto_depth: with an `AutoPlan`, how many top groups stayed
             unfrozen in the kept stages (0: the head alone).
@@ -92,6 +95,7 @@ class StagedHistory(keras.callbacks.History):
         self.stage_values = []
         self.rollbacks = []
         self.stopped_on_nan = False
+        self.stopped_by_callback = False
         self.best_epoch = None
         self.best_value = None
         self.auto_depth = None
@@ -322,43 +326,70 @@ class StagedFineTuner:
             )
         first_epoch = sum(s.epochs for s in self.stages[:start_stage])
         index = start_stage
-        while (stage := self._stage(index)) is not None:
-            end_epoch = first_epoch + stage.epochs
-            resumed = index == start_stage and start_epoch > first_epoch
-            if guarded and index > 0 and snapshot is None and not resumed:
-                snapshot = self._snapshot(
-                    history.stage_values[-1] if history.stage_values else None
+        stops = cb.RunStops()
+        # One CSV log for the run: a `CSVLogger` that writes a new file
+        # would otherwise start it again at every stage's `fit`.
+        csv_logs = cb.OneCsvLog(callbacks)
+        try:
+            while (stage := self._stage(index)) is not None:
+                end_epoch = first_epoch + stage.epochs
+                resumed = index == start_stage and start_epoch > first_epoch
+                if guarded and index > 0 and snapshot is None and not resumed:
+                    snapshot = self._snapshot(
+                        history.stage_values[-1]
+                        if history.stage_values
+                        else None
+                    )
+                self._prepare_stage(index, stage, steps, history, resumed)
+                early = _early_stopping(stage, monitor)
+                logger.info(
+                    "Stage %d%s: %s",
+                    index + 1,
+                    f"/{len(self.stages)}" if self.auto_plan is None else "",
+                    _describe(stage),
                 )
-            self._prepare_stage(index, stage, steps, history, resumed)
-            early = _early_stopping(stage, monitor)
-            logger.info(
-                "Stage %d%s: %s",
-                index + 1,
-                f"/{len(self.stages)}" if self.auto_plan is None else "",
-                _describe(stage),
-            )
-            self._fit(
-                x,
-                y,
-                validation_data=validation_data,
-                batch_size=batch_size,
-                steps_per_epoch=steps_per_epoch,
-                initial_epoch=max(start_epoch, first_epoch),
-                epochs=end_epoch,
-                callbacks=self._stage_callbacks(
-                    index, stage, history, guard, best, callbacks, early
-                ),
-                verbose=verbose,
-                **fit_kwargs,
-            )
-            self._close_stage(index, early, guarded, snapshot, guard, history)
-            first_epoch, snapshot = end_epoch, None
-            if guard.stopped:
-                history.stopped_on_nan = True
-                break
-            if self.backup_dir:
-                self._write_stage_end(index, end_epoch, history)
-            index += 1
+                self._fit(
+                    x,
+                    y,
+                    validation_data=validation_data,
+                    batch_size=batch_size,
+                    steps_per_epoch=steps_per_epoch,
+                    initial_epoch=max(start_epoch, first_epoch),
+                    epochs=end_epoch,
+                    callbacks=self._stage_callbacks(
+                        index,
+                        stage,
+                        history,
+                        guard,
+                        best,
+                        callbacks,
+                        early,
+                        stops,
+                    ),
+                    verbose=verbose,
+                    **fit_kwargs,
+                )
+                csv_logs.continue_in_next_stage()
+                self._close_stage(
+                    index, early, guarded, snapshot, guard, history
+                )
+                first_epoch, snapshot = end_epoch, None
+                if guard.stopped:
+                    history.stopped_on_nan = True
+                    break
+                if self.backup_dir:
+                    self._write_stage_end(index, end_epoch, history)
+                if stops.requested:
+                    history.stopped_by_callback = True
+                    logger.info(
+                        "Stage %d: a callback stopped training; the remaining "
+                        "stages are skipped.",
+                        index + 1,
+                    )
+                    break
+                index += 1
+        finally:
+            csv_logs.restore()
         history.best_epoch, history.best_value = best.best_epoch, best.best
         if self.auto_plan is not None:
             history.auto_depth = self.auto_plan.chosen_depth(
@@ -642,7 +673,7 @@ class StagedFineTuner:
 
     # ------------------------------------------------------------ callbacks
     def _stage_callbacks(
-        self, index, stage, history, guard, best, extra, early
+        self, index, stage, history, guard, best, extra, early, stops
     ):
         found = [guard, best]
         if self._held:
@@ -651,7 +682,15 @@ class StagedFineTuner:
         # The recorder after the user's callbacks, as Keras's `History`:
         # it keeps what they add to the logs (`ReduceLROnPlateau`'s
         # `learning_rate`); before `Backup`, which saves the history.
-        found += [*(extra or []), *stage.callbacks, _Recorder(history, index)]
+        # `stops` brackets the run's callbacks, to tell their stop (the
+        # run's end) from a stage's (that stage's end).
+        found += [
+            stops.opening,
+            *(extra or []),
+            stops.closing,
+            *stage.callbacks,
+            _Recorder(history, index),
+        ]
         if early is not None:
             found.append(early)
         if self.backup_dir:
