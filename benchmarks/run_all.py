@@ -540,10 +540,13 @@ def _step_graph_lines(rows):
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        for key in ("keras train_step", "hand-written step"):
+        for key, label in (
+            ("keras train_step", "Keras's `train_step`"),
+            ("hand-written step", "hand-written step"),
+        ):
             d = row[key]
             lines.append(
-                f"| {row['model']} | {row['repeats']} | {key} | {d['ops']} | "
+                f"| {row['model']} | {row['repeats']} | {label} | {d['ops']} | "
                 f"{d['trace_ms']:.0f} | {d['first_run_ms']:.0f} |"
             )
     return [*lines, ""]
