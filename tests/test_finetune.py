@@ -260,7 +260,9 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
             Stage(
                 2,
                 unfreeze="all",
-                lr=1e-3,
+                # A tuple, as fine_tune's plans: the backup's JSON reads
+                # it back as a list, and the plan is still the same.
+                lr_range=(1e-4, 1e-3),
                 schedule="cosine",
                 callbacks=list(extra),
             ),

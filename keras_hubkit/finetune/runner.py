@@ -781,15 +781,15 @@ class StagedFineTuner:
             "plan. Use a new backup_dir, or delete this one to start over."
         )
         if self.auto_plan is None:
-            if state["plan"] != [s.to_dict() for s in self.stages]:
+            if state["plan"] != _as_json([s.to_dict() for s in self.stages]):
                 raise refused
             return
-        if state.get("auto") != self.auto_plan.to_dict():
+        if state.get("auto") != _as_json(self.auto_plan.to_dict()):
             raise refused
         for i, saved in enumerate(state["plan"]):
             # Replays the plan's choices from the saved outcomes.
             made = self._stage(i)
-            if made is None or made.to_dict() != saved:
+            if made is None or _as_json(made.to_dict()) != saved:
                 raise refused
 
     def _load_snapshot(self, folder, index):
@@ -1177,6 +1177,12 @@ def _steps_per_epoch(x, batch_size):
     if first is not None and hasattr(first, "shape"):
         return math.ceil(int(first.shape[0]) / (batch_size or 32))
     return None
+
+
+def _as_json(data):
+    """`data` as the backup's JSON reads it back (tuples become lists:
+    `lr_range`, and `fine_tune`'s plans)."""
+    return json.loads(json.dumps(data))
 
 
 def _scale(lr, factor):
