@@ -875,6 +875,113 @@ def test_a_stage_callback_that_stops_ends_only_its_stage(image_model):
     assert not history.stopped_by_callback
 
 
+def test_run_callbacks_see_the_run_as_one_fit(image_model):
+    # EarlyStopping's patience spans the stages, as in one `fit` of as many
+    # epochs; train begin and end come once.
+    x, y = _data()
+    plan = [Stage(2, lr=1e-2), Stage(2, unfreeze="all", lr=1e-3), Stage(2)]
+    never_better = keras.callbacks.EarlyStopping(
+        monitor="loss", patience=2, min_delta=10
+    )
+    calls = []
+    count = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: calls.append("begin"),
+        on_train_end=lambda logs: calls.append("end"),
+    )
+    history = StagedFineTuner(_model(image_model), plan, loss=SCE).run(
+        x, y, batch_size=8, verbose=0, callbacks=[never_better, count]
+    )
+    assert history.epoch == [0, 1, 2]
+    assert history.history["stage"] == [0, 0, 1]
+    assert history.stopped_by_callback
+    assert calls == ["begin", "end"]
+
+
+def test_run_early_stopping_restores_the_runs_best_weights(image_model):
+    x, y = _data()
+    model = _model(image_model)
+    # The second stage trains at a rate that makes every epoch worse.
+    plan = [
+        Stage(2, lr=1e-2),
+        Stage(2, lr=50.0, optimizer=lambda lr: keras.optimizers.SGD(lr)),
+    ]
+    seen = {}
+    keep = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.__setitem__(
+            epoch, (logs["loss"], _weights(model))
+        )
+    )
+    restore = keras.callbacks.EarlyStopping(
+        monitor="loss", patience=10, restore_best_weights=True
+    )
+    StagedFineTuner(model, plan, loss=SCE).run(
+        x, y, batch_size=8, shuffle=False, verbose=0, callbacks=[keep, restore]
+    )
+    best = min(seen, key=lambda epoch: seen[epoch][0])
+    assert best < 2 and restore.best_epoch == best
+    _assert_same(_weights(model), seen[best][1])
+
+
+def test_a_resumed_run_keeps_a_callback_stop_and_the_best_epoch(
+    image_model, tmp_path
+):
+    x, y = _data()
+    backup = str(tmp_path / "backup")
+    plan = [Stage(1, lr=1e-2), Stage(2, unfreeze="all", lr=1e-3)]
+    model = _model(image_model)
+    first = StagedFineTuner(model, plan, loss=SCE, backup_dir=backup).run(
+        x, y, batch_size=8, verbose=0, callbacks=[_stopper("on_epoch_end")]
+    )
+    assert first.stopped_by_callback and first.epoch == [0]
+    weights = _weights(model)
+    # Run again (a re-run job): the stop holds, nothing more is trained.
+    again = StagedFineTuner(model, plan, loss=SCE, backup_dir=backup).run(
+        x, y, batch_size=8, verbose=0
+    )
+    assert again.stopped_by_callback and again.epoch == [0]
+    _assert_same(_weights(model), weights)
+    assert (again.best_epoch, again.best_value) == (
+        first.best_epoch,
+        first.best_value,
+    )
+
+
+def test_a_resumed_run_compares_with_the_epochs_before_the_crash(
+    image_model, tmp_path
+):
+    # The last stage does not move the weights (rate 0): its epochs tie,
+    # and the best epoch stays the first of them, before the crash.
+    x, y = _data()
+    sgd = lambda lr: keras.optimizers.SGD(lr)  # noqa: E731
+
+    def plan(extra=()):
+        return [
+            Stage(2, lr=1e-2),
+            Stage(2, lr=0.0, optimizer=sgd, callbacks=list(extra)),
+        ]
+
+    full = StagedFineTuner(_model(image_model), plan(), loss=SCE).run(
+        x, y, batch_size=8, shuffle=False, verbose=0
+    )
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 3:
+                raise KeyboardInterrupt("killed")
+
+    backup = str(tmp_path / "backup")
+    with pytest.raises(KeyboardInterrupt):
+        StagedFineTuner(
+            _model(image_model), plan([Crash()]), loss=SCE, backup_dir=backup
+        ).run(x, y, batch_size=8, shuffle=False, verbose=0)
+    resumed = StagedFineTuner(
+        _model(image_model), plan(), loss=SCE, backup_dir=backup
+    ).run(x, y, batch_size=8, shuffle=False, verbose=0)
+    assert full.best_epoch < 3
+    assert resumed.best_epoch == full.best_epoch
+    assert resumed.best_value == pytest.approx(full.best_value)
+
+
 def test_a_csv_logger_keeps_every_stage(image_model, tmp_path):
     # CSVLogger(append=False) starts a new file at every `fit`; a run
     # writes one file with all its epochs, and the next run a new one.

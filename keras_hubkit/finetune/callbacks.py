@@ -1,7 +1,8 @@
 """Run-level callbacks of the staged runner: NaN guard, held statistics,
-best weights, atomic resumable backups, and what keeps the user's callbacks
-run-wide (their stops, one CSV log). Their per-batch work is a flag check
-at most, so the runner can run several steps per compiled call."""
+best weights, atomic resumable backups, and what makes the user's
+callbacks see the run as one `fit` (`RunWide`, `RunStops`). None of them
+adds per-batch work of its own beyond a flag check, so the runner can run
+several steps per compiled call."""
 
 import json
 import logging
@@ -110,6 +111,61 @@ class BestWeights(keras.callbacks.Callback):
                 atomic_save_weights(self.model, self.path)
 
 
+_HOOKS = tuple(
+    f"on_{kind}_{moment}"
+    for kind in ("epoch", "batch", "train_batch", "test", "test_batch")
+    for moment in ("begin", "end")
+) + tuple(
+    f"on_predict{part}_{moment}"
+    for part in ("", "_batch")
+    for moment in ("begin", "end")
+)
+
+
+class RunWide(keras.callbacks.Callback):
+    """A callback given to the run, shown the run as one `fit`.
+
+    Every stage is a `fit` of its own, and Keras callbacks start afresh in
+    `on_train_begin` and finish in `on_train_end`. Wrapped, a callback's
+    `on_train_begin` runs at the first stage only and its `on_train_end`
+    once, in `finish` at the end of the run, so what it keeps between the
+    two spans the stages: an `EarlyStopping`'s patience and best weights
+    (restored at the end of the run), a `CSVLogger`'s file, a
+    `TensorBoard` writer. Its other hooks are its own methods, so Keras
+    sees which per-batch hooks it has.
+    """
+
+    def __init__(self, callback):
+        super().__init__()
+        self.callback = callback
+        self.async_safe = getattr(callback, "async_safe", False)
+        self._begun = False
+        self._logs = None
+        for name in _HOOKS:
+            setattr(self, name, getattr(callback, name))
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.callback.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.callback.set_params(params)
+
+    def on_train_begin(self, logs=None):
+        if not self._begun:
+            self._begun = True
+            self.callback.on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        self._logs = logs
+
+    def finish(self):
+        """The end of the run: the callback's `on_train_end`."""
+        if self._begun:
+            self.callback.on_train_end(self._logs)
+
+
 class RunStops:
     """Whether the callbacks given to the run (not a stage's) stopped
     training.
@@ -117,21 +173,25 @@ class RunStops:
     `opening` and `closing` go before and after those callbacks: every
     event they bracket is run by them alone, so `model.stop_training`
     turning on between the two was set by one of them (an `EarlyStopping`
-    of the whole run, `TerminateOnNaN`), not by a stage's own early
-    stopping, which ends only its stage.
+    of the whole run), not by a stage's own early stopping, which ends only
+    its stage. Per-batch events are watched only when `batches` (a run
+    callback has per-batch hooks, as `TerminateOnNaN`): a per-batch hook
+    keeps Keras from dispatching them asynchronously.
     """
 
-    def __init__(self):
+    def __init__(self, batches):
         self.requested = False
         self._before = False
-        self.opening = _StopLook(self, opening=True)
-        self.closing = _StopLook(self, opening=False)
+        self.opening = _StopLook(self, True, batches)
+        self.closing = _StopLook(self, False, batches)
 
 
 class _StopLook(keras.callbacks.Callback):
-    def __init__(self, stops, opening):
+    def __init__(self, stops, opening, batches):
         super().__init__()
         self.stops, self.opening = stops, opening
+        if batches:
+            self.on_train_batch_begin = self.on_train_batch_end = self._look
 
     def _look(self, *args, **kwargs):
         stop = bool(getattr(self.model, "stop_training", False))
@@ -140,30 +200,7 @@ class _StopLook(keras.callbacks.Callback):
         elif stop and not self.stops._before:
             self.stops.requested = True
 
-    on_train_begin = on_epoch_begin = on_epoch_end = _look
-    on_train_batch_begin = on_train_batch_end = on_test_end = _look
-
-
-class OneCsvLog:
-    """Makes the run's `keras.callbacks.CSVLogger`s write one file for the
-    whole run: those that start a new file (`append=False`) append from the
-    second stage's `fit` on; `restore` gives them back as they were."""
-
-    def __init__(self, callbacks):
-        self._loggers = [
-            c
-            for c in callbacks or []
-            if isinstance(c, keras.callbacks.CSVLogger) and not c.append
-        ]
-
-    def continue_in_next_stage(self):
-        for logger in self._loggers:
-            logger.append = True
-
-    def restore(self):
-        for logger in self._loggers:
-            # Appending cleared the header flag, which only `__init__` sets.
-            logger.append, logger.append_header = False, True
+    on_train_begin = on_epoch_begin = on_epoch_end = on_test_end = _look
 
 
 class Backup(keras.callbacks.Callback):

@@ -289,7 +289,9 @@ class StagedFineTuner:
         )
         history = StagedHistory()
         guard = cb.NaNGuard()
-        best = cb.BestWeights(monitor, self.checkpoint_path)
+        # The run's best epoch, kept in backups so a resumed run compares
+        # with the epochs before the crash too.
+        best = self._best = cb.BestWeights(monitor, self.checkpoint_path)
         steps = self._steps = steps_per_epoch or _steps_per_epoch(x, batch_size)
         validation_data = _validation_pipeline(
             validation_data, batch_size, fit_kwargs
@@ -326,70 +328,66 @@ class StagedFineTuner:
             )
         first_epoch = sum(s.epochs for s in self.stages[:start_stage])
         index = start_stage
-        stops = cb.RunStops()
-        # One CSV log for the run: a `CSVLogger` that writes a new file
-        # would otherwise start it again at every stage's `fit`.
-        csv_logs = cb.OneCsvLog(callbacks)
-        try:
-            while (stage := self._stage(index)) is not None:
-                end_epoch = first_epoch + stage.epochs
-                resumed = index == start_stage and start_epoch > first_epoch
-                if guarded and index > 0 and snapshot is None and not resumed:
-                    snapshot = self._snapshot(
-                        history.stage_values[-1]
-                        if history.stage_values
-                        else None
-                    )
-                self._prepare_stage(index, stage, steps, history, resumed)
-                early = _early_stopping(stage, monitor)
+        run_wide = [cb.RunWide(c) for c in callbacks or []]
+        stops = cb.RunStops(any(_has_batch_hooks(c) for c in callbacks or []))
+        # A resumed run that a callback had stopped has nothing left to do.
+        while (
+            not history.stopped_by_callback
+            and (stage := self._stage(index)) is not None
+        ):
+            end_epoch = first_epoch + stage.epochs
+            resumed = index == start_stage and start_epoch > first_epoch
+            if guarded and index > 0 and snapshot is None and not resumed:
+                snapshot = self._snapshot(
+                    history.stage_values[-1] if history.stage_values else None
+                )
+            self._prepare_stage(index, stage, steps, history, resumed)
+            early = _early_stopping(stage, monitor)
+            logger.info(
+                "Stage %d%s: %s",
+                index + 1,
+                f"/{len(self.stages)}" if self.auto_plan is None else "",
+                _describe(stage),
+            )
+            self._fit(
+                x,
+                y,
+                validation_data=validation_data,
+                batch_size=batch_size,
+                steps_per_epoch=steps_per_epoch,
+                initial_epoch=max(start_epoch, first_epoch),
+                epochs=end_epoch,
+                callbacks=self._stage_callbacks(
+                    index,
+                    stage,
+                    history,
+                    guard,
+                    best,
+                    run_wide,
+                    early,
+                    stops,
+                ),
+                verbose=verbose,
+                **fit_kwargs,
+            )
+            self._close_stage(index, early, guarded, snapshot, guard, history)
+            first_epoch, snapshot = end_epoch, None
+            if guard.stopped:
+                history.stopped_on_nan = True
+                break
+            history.stopped_by_callback = stops.requested
+            if self.backup_dir:
+                self._write_stage_end(index, end_epoch, history)
+            if stops.requested:
                 logger.info(
-                    "Stage %d%s: %s",
+                    "Stage %d: a callback stopped training; the remaining "
+                    "stages are skipped.",
                     index + 1,
-                    f"/{len(self.stages)}" if self.auto_plan is None else "",
-                    _describe(stage),
                 )
-                self._fit(
-                    x,
-                    y,
-                    validation_data=validation_data,
-                    batch_size=batch_size,
-                    steps_per_epoch=steps_per_epoch,
-                    initial_epoch=max(start_epoch, first_epoch),
-                    epochs=end_epoch,
-                    callbacks=self._stage_callbacks(
-                        index,
-                        stage,
-                        history,
-                        guard,
-                        best,
-                        callbacks,
-                        early,
-                        stops,
-                    ),
-                    verbose=verbose,
-                    **fit_kwargs,
-                )
-                csv_logs.continue_in_next_stage()
-                self._close_stage(
-                    index, early, guarded, snapshot, guard, history
-                )
-                first_epoch, snapshot = end_epoch, None
-                if guard.stopped:
-                    history.stopped_on_nan = True
-                    break
-                if self.backup_dir:
-                    self._write_stage_end(index, end_epoch, history)
-                if stops.requested:
-                    history.stopped_by_callback = True
-                    logger.info(
-                        "Stage %d: a callback stopped training; the remaining "
-                        "stages are skipped.",
-                        index + 1,
-                    )
-                    break
-                index += 1
-        finally:
-            csv_logs.restore()
+                break
+            index += 1
+        for callback in run_wide:
+            callback.finish()
         history.best_epoch, history.best_value = best.best_epoch, best.best
         if self.auto_plan is not None:
             history.auto_depth = self.auto_plan.chosen_depth(
@@ -721,6 +719,8 @@ class StagedFineTuner:
             "epoch": history.epoch,
             "stage_lrs": history.stage_lrs,
             "stage_values": history.stage_values,
+            "stopped_by_callback": history.stopped_by_callback,
+            "best": [self._best.best_epoch, self._best.best],
             "rollbacks": history.rollbacks,
             "outcomes": self._outcomes,
         }
@@ -768,11 +768,20 @@ class StagedFineTuner:
         history.rollbacks = [
             r for r in state.get("rollbacks", []) if r["stage"] < stage
         ]
+        history.stopped_by_callback = state.get("stopped_by_callback", False)
+        self._best.best_epoch, self._best.best = state.get("best", [None] * 2)
         for key, series in history.history.items():
             for value, index in zip(series, history.history["stage"]):
                 if key != "stage" and not math.isnan(value):
                     history._last_logged[index, key] = value
-        logger.info("Resuming after epoch %d (stage %d).", done, stage + 1)
+        if history.stopped_by_callback:
+            logger.info(
+                "Resuming after epoch %d: a callback had stopped the run; "
+                "nothing is left to train.",
+                done,
+            )
+        else:
+            logger.info("Resuming after epoch %d (stage %d).", done, stage + 1)
         return stage, done, snapshot
 
     def _check_plan(self, state):
