@@ -379,7 +379,8 @@ class _RawLoop:
     """A hand-written training loop: `tf.saved_model.load`, a Dense head,
     Keras's Adam (one per group with its own rate, where the package's loop
     has per-group rates), a `tf.function` step over a shuffled, batched,
-    prefetched `tf.data` pipeline. A trained base adds the SavedModel's
+    prefetched `tf.data` pipeline (autotuner off). A trained base adds the
+    SavedModel's
     regularization losses. Every run makes its pipeline from the arrays and
     traces its steps afresh, as every package run does."""
 
@@ -442,11 +443,17 @@ class _RawLoop:
         return step
 
     def run(self):
+        # tf.data's autotuner off, as the package's pipelines (and its
+        # guide's advice): with it on, whole epochs sometimes ran on one
+        # thread here (`bench_autotune.py`), whichever loop read them.
+        options = tf.data.Options()
+        options.autotune.enabled = False
         data = (
             tf.data.Dataset.from_tensor_slices((self.x, self.y))
             .shuffle(len(self.y))
             .batch(self.batch)
             .prefetch(tf.data.AUTOTUNE)
+            .with_options(options)
         )
         for plan in self.stages:
             step = self._step(plan)
@@ -478,13 +485,16 @@ def _variable_groups(variables):
 
 
 class _EpochTimes(keras.callbacks.Callback):
-    """Records epoch times after each `fit`'s first epoch (which traces)."""
+    """Records epoch times after each `fit`'s first epoch (which traces).
+    Every `fit` sets the callbacks' params, also for a staged run, whose
+    run callbacks see `on_train_begin` once."""
 
     def __init__(self, times):
         super().__init__()
         self.times = times
 
-    def on_train_begin(self, logs=None):
+    def set_params(self, params):
+        super().set_params(params)
         self.first = True
 
     def on_epoch_begin(self, epoch, logs=None):
