@@ -499,13 +499,16 @@ def test_find_for_plan_scales_the_plan_and_writes_the_plot(
 
 # --------------------------------------------------- steps per execution
 class _StepsPerCall(keras.callbacks.Callback):
-    """Records each stage's compiled steps per call."""
+    """Records each stage's compiled steps per call: every stage's `fit`
+    sets its callbacks' params (a run callback's `on_train_begin` comes
+    once a run)."""
 
     def __init__(self, seen):
         super().__init__()
         self.seen = seen
 
-    def on_train_begin(self, logs=None):
+    def set_params(self, params):
+        super().set_params(params)
         self.seen.append(self.model.steps_per_execution)
 
 
