@@ -167,8 +167,8 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         Returns:
             A `keras.Model` with the trainability of the plan's last stage,
             compiled as keras-tuner expects, so the models
-            `get_best_models()` returns can `evaluate`: the trial's loss
-            (label smoothing included) on class indices or one-hot rows,
+            `get_best_models()` returns can `evaluate` on the class indices
+            given to `search`: the trial's loss (label smoothing included)
             and `metrics`.
         """
         handle = hp.Choice("handle", self.handles)
