@@ -1,6 +1,7 @@
 """Staged fine-tuning: trainability, per-group rates, BN policy, resume."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -300,7 +301,9 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
     )
 
 
-def test_nan_stops_the_run_and_keeps_good_weights(image_model, tmp_path):
+def test_nan_stops_the_run_and_keeps_good_weights(
+    image_model, tmp_path, caplog
+):
     model, _ = _hub_model(image_model)
     kept = {}
 
@@ -320,15 +323,34 @@ def test_nan_stops_the_run_and_keeps_good_weights(image_model, tmp_path):
     ]
     x, y = _data()
     backup = str(tmp_path / "backup")
-    history = StagedFineTuner(model, plan, loss=SCE, backup_dir=backup).run(
-        x, y, batch_size=8, verbose=0
-    )
+    with caplog.at_level(logging.WARNING, logger="keras_hubkit"):
+        history = StagedFineTuner(model, plan, loss=SCE, backup_dir=backup).run(
+            x, y, batch_size=8, verbose=0
+        )
+    assert "Stopped at epoch 2" in caplog.text
+    assert "Kept the weights of epoch 1, the last good one." in caplog.text
     assert history.stopped_on_nan
     assert 2 not in history.history["stage"]
     for got, want in zip(model.weights, kept["w"]):
         np.testing.assert_array_equal(got.numpy(), want)
     state = json.load(open(os.path.join(backup, "state.json")))
     assert state["completed_epochs"] == 1  # the backup is the good epoch
+
+
+def test_nan_in_the_first_epoch_keeps_the_starting_weights(image_model, caplog):
+    model, _ = _hub_model(image_model)
+    start = [w.numpy().copy() for w in model.weights]
+    sgd = lambda lr: keras.optimizers.SGD(lr)  # noqa: E731
+    plan = [Stage(2, unfreeze="all", lr=1e30, optimizer=sgd)]
+    x, y = _data()
+    with caplog.at_level(logging.WARNING, logger="keras_hubkit"):
+        history = StagedFineTuner(model, plan, loss=SCE).run(
+            x, y, batch_size=8, verbose=0
+        )
+    assert history.stopped_on_nan
+    assert "Kept the weights the run started with." in caplog.text
+    for got, want in zip(model.weights, start):
+        np.testing.assert_array_equal(got.numpy(), want)
 
 
 def test_early_stopping_and_best_checkpoint(image_model, tmp_path):

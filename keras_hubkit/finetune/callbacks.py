@@ -32,9 +32,11 @@ class NaNGuard(keras.callbacks.Callback):
         super().__init__()
         self.stopped = False
         self._good = None
+        self._good_epoch = None
 
-    def snapshot(self):
+    def snapshot(self, epoch=None):
         self._good = self.model.get_weights()
+        self._good_epoch = epoch
 
     def on_train_begin(self, logs=None):
         if self._good is None:
@@ -48,11 +50,14 @@ class NaNGuard(keras.callbacks.Callback):
             self.model.set_weights(self._good)
             logger.warning(
                 "Stopped at epoch %d: the loss became NaN or infinite. Kept "
-                "the weights of the last good epoch.",
+                "the weights %s.",
                 epoch + 1,
+                "the run started with"
+                if self._good_epoch is None
+                else f"of epoch {self._good_epoch + 1}, the last good one",
             )
         else:
-            self.snapshot()
+            self.snapshot(epoch)
 
 
 class HoldVariables(keras.callbacks.Callback):
