@@ -189,12 +189,9 @@ def step_graphs(name, path, make, batch, repeats):
     def keras_step():
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
         _compat.build_for_fit(model, data.element_spec)
-        # The runner's lean train function, as `fit` calls it.
-        function = tf.function(
-            lambda iterator: model.train_step(iterator.get_next()),
-            reduce_retracing=True,
-            autograph=False,
-        )
+        # The runner's lean train function, the `tf.function` `fit` calls.
+        _compat.lean_step_functions(model)
+        function = model.train_function.on_iterator
         return _timed_first_runs(function, (iter(data),))
 
     def hand_step():

@@ -6,10 +6,8 @@ the labels the search was given (see `hk.tuning`).
 
 import keras
 
-_PACKAGE = "keras_hubkit"
 
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package="keras_hubkit")
 class ClassCrossentropy(keras.losses.Loss):
     """Cross-entropy of logits against class indices or one-hot rows, with
     label smoothing: the loss of a search's trials, for the labels the
