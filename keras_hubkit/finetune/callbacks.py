@@ -15,8 +15,9 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-# File-name prefix of the state a rollback of the next stage returns to.
-SNAPSHOT = "stage_end"
+# File-name prefixes: the last epoch's backup, and the state a rollback of
+# the next stage returns to.
+BACKUP, SNAPSHOT = "backup", "stage_end"
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -140,9 +141,10 @@ class RunWide(keras.callbacks.Callback):
     sees which per-batch hooks it has.
     """
 
-    def __init__(self, callback):
+    def __init__(self, callback, epochs=None):
         super().__init__()
         self.callback = callback
+        self.epochs = epochs  # the run's, when the plan knows it
         self.async_safe = getattr(callback, "async_safe", False)
         self._begun = False
         self._logs = None
@@ -154,6 +156,8 @@ class RunWide(keras.callbacks.Callback):
         self.callback.set_model(model)
 
     def set_params(self, params):
+        if self.epochs is not None:
+            params = {**params, "epochs": self.epochs}
         super().set_params(params)
         self.callback.set_params(params)
 
@@ -231,22 +235,36 @@ class Backup(keras.callbacks.Callback):
 
 
 def save_backup(model, directory, state):
-    """Weights, optimizer state, then the run's state (the commit point)."""
-    os.makedirs(directory, exist_ok=True)
-    atomic_save_weights(model, weights_path(directory))
-    _save_optimizer(model, directory, "")
-    _atomic(state_path(directory), lambda p: _write_json(p, state))
+    """Weights and optimizer state under new names, then the run's state
+    naming them (the commit point), then the files it no longer names: a
+    kill at any moment leaves a state and the files it names."""
+    _save_set(model, directory, BACKUP, "state.json", state)
 
 
 def save_snapshot(model, directory, meta):
     """The end of a stage: what a rollback of the next stage returns to."""
+    _save_set(model, directory, SNAPSHOT, f"{SNAPSHOT}.json", meta)
+
+
+def _save_set(model, directory, prefix, index_name, index):
     os.makedirs(directory, exist_ok=True)
-    atomic_save_weights(model, snapshot_weights_path(directory))
-    _save_optimizer(model, directory, SNAPSHOT)
+    tag = uuid.uuid4().hex[:12]
+    atomic_save_weights(model, _weights_file(directory, prefix, tag))
+    _save_optimizer(model, directory, prefix, tag)
     _atomic(
-        os.path.join(directory, f"{SNAPSHOT}.json"),
-        lambda p: _write_json(p, meta),
+        os.path.join(directory, index_name),
+        lambda p: _write_json(p, {**index, "files": tag}),
     )
+    stale = [_weights_file(directory, prefix, None)]
+    stale.append(_optimizer_path(directory, prefix, None))
+    stale += [
+        os.path.join(directory, name)
+        for name in os.listdir(directory)
+        if name.startswith(f"{prefix}-") and tag not in name
+    ]
+    for path in stale:
+        if os.path.exists(path):
+            os.remove(path)
 
 
 def load_snapshot_meta(directory):
@@ -257,35 +275,47 @@ def load_snapshot_meta(directory):
         return json.load(f)
 
 
-def weights_path(directory):
-    return os.path.join(directory, "backup.weights.h5")
+def weights_path(directory, state):
+    """The backup weights `state` (read from `state.json`) names."""
+    return _weights_file(directory, BACKUP, state.get("files"))
 
 
-def snapshot_weights_path(directory):
-    return os.path.join(directory, f"{SNAPSHOT}.weights.h5")
+def snapshot_weights_path(directory, meta):
+    return _weights_file(directory, SNAPSHOT, meta.get("files"))
 
 
 def state_path(directory):
     return os.path.join(directory, "state.json")
 
 
-def _optimizer_path(directory, prefix):
-    name = f"{prefix}_optimizer.npz" if prefix else "optimizer.npz"
+def _weights_file(directory, prefix, tag):
+    # Backups written before tags (0.1) have one fixed set of names.
+    legacy = "backup" if prefix == BACKUP else prefix
+    name = f"{prefix}-{tag}.weights.h5" if tag else f"{legacy}.weights.h5"
     return os.path.join(directory, name)
 
 
-def _save_optimizer(model, directory, prefix):
+def _optimizer_path(directory, prefix, tag):
+    if tag:
+        return os.path.join(directory, f"{prefix}-{tag}.optimizer.npz")
+    name = f"{prefix}_optimizer.npz" if prefix != BACKUP else "optimizer.npz"
+    return os.path.join(directory, name)
+
+
+def _save_optimizer(model, directory, prefix, tag):
     optimizer = getattr(model, "optimizer", None)
     values = [v.numpy() for v in optimizer.variables] if optimizer else []
     _atomic(
-        _optimizer_path(directory, prefix),
+        _optimizer_path(directory, prefix, tag),
         lambda p: np.savez(p, *values),
         suffix=".npz",
     )
 
 
-def load_optimizer_values(directory, prefix=""):
-    path = _optimizer_path(directory, prefix)
+def load_optimizer_values(directory, index, prefix=BACKUP):
+    """The optimizer values `index` (a backup's state or a snapshot's
+    meta) names, or None."""
+    path = _optimizer_path(directory, prefix, index.get("files"))
     if not os.path.exists(path):
         return None
     with np.load(path) as data:

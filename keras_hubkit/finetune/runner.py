@@ -20,6 +20,7 @@ from keras_hubkit.finetune import _pipeline
 from keras_hubkit.finetune import callbacks as cb
 from keras_hubkit.finetune import groups as grouping
 from keras_hubkit.finetune.auto import AutoPlan
+from keras_hubkit.finetune.stage import positive_number
 from keras_hubkit.hub_layer import HubLayer
 
 logger = logging.getLogger(__name__)
@@ -273,42 +274,49 @@ class StagedFineTuner:
                 "batch_size must be a positive int (or None for 32). "
                 f"Received: batch_size={batch_size!r}."
             )
+        callbacks = _run_callbacks(callbacks, fit_kwargs)
+        split = fit_kwargs.get("validation_split") or 0.0
+        validated = validation_data is not None or bool(split)
         monitor = self._monitor = self.monitor or (
-            "val_loss" if validation_data is not None else "loss"
+            "val_loss" if validated else "loss"
         )
-        if self.auto_plan is not None and validation_data is None:
+        if self.auto_plan is not None and not validated:
             raise errors.StagePlanError(
                 "An AutoPlan chooses how deep to unfreeze from validation "
                 "results. Received: validation_data=None. Pass "
                 "validation_data=(x_val, y_val), or a list of Stages."
             )
         guarded = bool(
-            self.rollback
-            and validation_data is not None
-            and monitor.startswith("val_")
+            self.rollback and validated and monitor.startswith("val_")
         )
         history = StagedHistory()
         guard = cb.NaNGuard()
         # The run's best epoch, kept in backups so a resumed run compares
         # with the epochs before the crash too.
         best = self._best = cb.BestWeights(monitor, self.checkpoint_path)
-        steps = self._steps = steps_per_epoch or _steps_per_epoch(x, batch_size)
+        steps = self._steps = steps_per_epoch or _steps_per_epoch(
+            x, batch_size, split
+        )
         validation_data = _validation_pipeline(
             validation_data, batch_size, fit_kwargs
         )
         # Evaluated with as many steps per call: 0 when unknown.
         self._validation_steps = (
             None
-            if validation_data is None
+            if not validated
             else fit_kwargs.get("validation_steps")
             or _steps_per_epoch(
-                validation_data,
+                x if split else validation_data,
                 fit_kwargs.get("validation_batch_size") or batch_size,
+                -split,
             )
             or 0
         )
         if steps_per_epoch is None:
             x, y, batch_size = _as_pipeline(x, y, batch_size, fit_kwargs)
+        elif isinstance(x, tf.data.Dataset):
+            # A dataset shuffles itself (see `_as_pipeline`).
+            fit_kwargs.setdefault("shuffle", False)
         self._data_spec = (
             x.element_spec if isinstance(x, tf.data.Dataset) else None
         )
@@ -318,9 +326,14 @@ class StagedFineTuner:
             counts=(steps_per_epoch, fit_kwargs.get("validation_steps")),
         )
         self._outcomes = []
+        self._monitor_warned = False
         if self.auto_plan is not None:
             self.stages = []  # made again from this run's outcomes
         start_stage, start_epoch, snapshot = self._resume(history, guarded)
+        # Only a backup has optimizer state to resume; a run started at
+        # `initial_epoch` (a Hyperband continuation) starts a fresh
+        # optimizer, as `fit(initial_epoch=...)` does.
+        from_backup = start_epoch > 0
         if not start_epoch and initial_epoch and self.auto_plan is None:
             start_stage, start_epoch = (
                 self._stage_at(initial_epoch),
@@ -328,20 +341,30 @@ class StagedFineTuner:
             )
         first_epoch = sum(s.epochs for s in self.stages[:start_stage])
         index = start_stage
-        run_wide = [cb.RunWide(c) for c in callbacks or []]
-        stops = cb.RunStops(any(_has_batch_hooks(c) for c in callbacks or []))
+        total = (
+            sum(s.epochs for s in self.stages)
+            if self.auto_plan is None
+            else None
+        )
+        run_wide = [cb.RunWide(c, total) for c in callbacks]
+        stops = cb.RunStops(any(_has_batch_hooks(c) for c in callbacks))
         # A resumed run that a callback had stopped has nothing left to do.
+        for stage in self.stages:  # an AutoPlan's are checked as made
+            _check_rate_callbacks(stage, callbacks)
         while (
             not history.stopped_by_callback
             and (stage := self._stage(index)) is not None
         ):
+            _check_rate_callbacks(stage, callbacks)
             end_epoch = first_epoch + stage.epochs
             resumed = index == start_stage and start_epoch > first_epoch
             if guarded and index > 0 and snapshot is None and not resumed:
                 snapshot = self._snapshot(
                     history.stage_values[-1] if history.stage_values else None
                 )
-            self._prepare_stage(index, stage, steps, history, resumed)
+            self._prepare_stage(
+                index, stage, steps, history, resumed and from_backup
+            )
             early = _early_stopping(stage, monitor)
             logger.info(
                 "Stage %d%s: %s",
@@ -403,7 +426,19 @@ class StagedFineTuner:
         value = _without_regularization(
             self.model, _end_value(early, history, index, monitor), monitor
         )
-        if guarded and value is None and not guard.stopped:
+        logged = [k for k in history.history if k != "stage"]
+        if value is None and not guard.stopped and monitor not in logged:
+            if not self._monitor_warned:
+                logger.warning(
+                    "monitor=%r is not among the logged metrics %s: best "
+                    "weights, checkpoint_path, early stopping and rollback "
+                    "have nothing to compare. Pass monitor= one of them "
+                    "(validation metrics need validation data).",
+                    monitor,
+                    logged,
+                )
+            self._monitor_warned = True
+        elif guarded and value is None and not guard.stopped:
             logger.warning(
                 "Stage %d logged no %s (validation_freq skipped its "
                 "epochs): kept without comparing it with the stage before.",
@@ -528,7 +563,9 @@ class StagedFineTuner:
         self._optimizer_stage = index
         if resume_optimizer:
             self._assign_optimizer(
-                cb.load_optimizer_values(self._backup_folder())
+                cb.load_optimizer_values(
+                    self._backup_folder(), self._state_read
+                )
             )
 
     def _set_trainable(self, chosen):
@@ -745,6 +782,7 @@ class StagedFineTuner:
         )
 
     def _resume(self, history, guarded):
+        self._state_read = None
         if not self.backup_dir:
             return 0, 0, None
         folder = self._backup_folder()
@@ -759,7 +797,8 @@ class StagedFineTuner:
         snapshot = None
         if guarded and stage > 0:
             snapshot = self._load_snapshot(folder, stage - 1)
-        self.model.load_weights(cb.weights_path(folder))
+        self.model.load_weights(cb.weights_path(folder, state))
+        self._state_read = state
         done = state["completed_epochs"]
         history.history = state["history"]
         history.epoch = list(state.get("epoch", range(done)))
@@ -774,10 +813,16 @@ class StagedFineTuner:
             for value, index in zip(series, history.history["stage"]):
                 if key != "stage" and not math.isnan(value):
                     history._last_logged[index, key] = value
-        if history.stopped_by_callback:
-            logger.info(
-                "Resuming after epoch %d: a callback had stopped the run; "
-                "nothing is left to train.",
+        finished = self.auto_plan is None and stage >= len(self.stages)
+        if history.stopped_by_callback or finished:
+            logger.warning(
+                "%r holds a run that %s after epoch %d: nothing is left to "
+                "train, and the model has its weights. To train again, "
+                "delete the folder or pass another backup_dir.",
+                self.backup_dir,
+                "a callback stopped"
+                if history.stopped_by_callback
+                else "ended",
                 done,
             )
         else:
@@ -805,10 +850,10 @@ class StagedFineTuner:
         meta = cb.load_snapshot_meta(folder)
         if meta is None or meta["index"] != index:
             return None
-        self.model.load_weights(cb.snapshot_weights_path(folder))
+        self.model.load_weights(cb.snapshot_weights_path(folder, meta))
         return _Snapshot(
             self.model.get_weights(),
-            cb.load_optimizer_values(folder, cb.SNAPSHOT),
+            cb.load_optimizer_values(folder, meta, cb.SNAPSHOT),
             meta["optimizer_stage"],
             meta["value"],
         )
@@ -905,10 +950,15 @@ def fine_tune(
             model, x, y, loss, batch_size or 32, kwargs.get("base")
         )
         base_lr = found.suggestion
-    elif not isinstance(base_lr, (int, float)) or base_lr <= 0:
+    elif not positive_number(base_lr):
         raise errors.StagePlanError(
             "base_lr must be a positive number or 'find'. Received: "
             f"base_lr={base_lr!r}."
+        )
+    if not positive_number(lr_mult):
+        raise errors.StagePlanError(
+            "lr_mult (the head's rate over the lowest group's) must be a "
+            f"positive number, e.g. 100. Received: lr_mult={lr_mult!r}."
         )
     if plan == "auto":
         stages = AutoPlan(
@@ -945,10 +995,10 @@ def _fastai_plan(epochs, base_lr, freeze_epochs, lr_mult):
     from keras_hubkit.finetune.stage import Stage
 
     def head_cycle(lr, n):
-        return schedules.one_cycle(lr, n, pct_start=0.99)
+        return schedules.one_cycle(lr, _known_steps(n), pct_start=0.99)
 
     def body_cycle(lr, n):
-        return schedules.one_cycle(lr, n, div=5.0, pct_start=0.3)
+        return schedules.one_cycle(lr, _known_steps(n), div=5.0, pct_start=0.3)
 
     half = base_lr / 2
     return [
@@ -962,6 +1012,17 @@ def _fastai_plan(epochs, base_lr, freeze_epochs, lr_mult):
             name="all",
         ),
     ]
+
+
+def _known_steps(total_steps):
+    if total_steps is None:
+        raise errors.StagePlanError(
+            "fine_tune's one-cycle rates need the number of steps, and the "
+            "data's length is unknown (a dataset after filter(), a "
+            "generator). Received: steps_per_epoch=None. Pass "
+            "steps_per_epoch=... to fine_tune."
+        )
+    return total_steps
 
 
 def _find_base_lr(model, x, y, loss, batch_size, base):
@@ -1088,6 +1149,61 @@ def _match_groups(key, rates):
     return [key] if key in rates else []
 
 
+def _run_callbacks(callbacks, fit_kwargs):
+    """The run's callbacks as a list (`fit` takes one callback too), after
+    refusing what the run cannot honour."""
+    if "epochs" in fit_kwargs:
+        raise errors.StagePlanError(
+            "A staged run's epochs come from its stages (Stage(epochs=...), "
+            f"or fine_tune's epochs). Received: epochs={fit_kwargs['epochs']!r}"
+            " in run(). Remove it, or change the stages."
+        )
+    if isinstance(callbacks, keras.callbacks.Callback):
+        callbacks = [callbacks]
+    callbacks = list(callbacks or [])
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.BackupAndRestore):
+            raise errors.StagePlanError(
+                "keras.callbacks.BackupAndRestore restores one fit's epoch; "
+                "a staged run is several fits, each with its own optimizer, "
+                "and it would resume the wrong stage. Received: "
+                f"{callback!r} in callbacks. Pass backup_dir=... to the "
+                "runner (or fine_tune) instead: it resumes the run's stage, "
+                "epoch and optimizer."
+            )
+    return callbacks
+
+
+# Callbacks that set the optimizer's learning rate while training.
+_RATE_CALLBACKS = (
+    keras.callbacks.ReduceLROnPlateau,
+    keras.callbacks.LearningRateScheduler,
+)
+
+
+def _check_rate_callbacks(stage, run_callbacks):
+    """Refuses a callback that sets the learning rate in a stage whose rate
+    is a schedule: Keras refuses to set a scheduled rate, mid-run."""
+    scheduled = stage.schedule != "constant" or isinstance(
+        stage.lr, keras.optimizers.schedules.LearningRateSchedule
+    )
+    setters = [
+        c
+        for c in [*run_callbacks, *stage.callbacks]
+        if isinstance(c, _RATE_CALLBACKS)
+    ]
+    if scheduled and setters:
+        raise errors.StagePlanError(
+            f"{type(setters[0]).__name__} sets the learning rate, but stage "
+            f"{stage.name or stage.to_dict()['unfreeze']!r} follows a "
+            f"schedule (schedule={stage.to_dict()['schedule']!r}; "
+            "fine_tune's stages are one-cycle), and Keras cannot set a "
+            "scheduled rate. Use Stage(schedule='constant') with a float lr "
+            "for the stages this callback adjusts, or leave the callback "
+            "out."
+        )
+
+
 def _has_batch_hooks(callback):
     """Whether a callback overrides a per-batch hook (it would be called
     less often with several steps per execution), in its class or, as
@@ -1173,7 +1289,10 @@ def _build_for_fit(model, data_spec):
         logger.debug("Not built before fit (fit will build it): %s", e)
 
 
-def _steps_per_epoch(x, batch_size):
+def _steps_per_epoch(x, batch_size, split=0.0):
+    """Batches an epoch of `x` has; with `validation_split`, of its training
+    part (`split` > 0) or its validation part (`split` < 0), cut where
+    Keras cuts it."""
     if isinstance(x, tf.data.Dataset):
         n = int(x.cardinality())
         return n if n > 0 else None
@@ -1183,9 +1302,12 @@ def _steps_per_epoch(x, batch_size):
         except TypeError:
             return None
     first = tf.nest.flatten(x)[0] if x is not None else None
-    if first is not None and hasattr(first, "shape"):
-        return math.ceil(int(first.shape[0]) / (batch_size or 32))
-    return None
+    if first is None or not hasattr(first, "shape"):
+        return None
+    n = int(first.shape[0])
+    training = math.floor(n * (1.0 - abs(split)))  # as `fit` splits
+    n = training if split > 0 else n - training if split < 0 else n
+    return math.ceil(n / (batch_size or 32))
 
 
 def _as_json(data):

@@ -1,6 +1,7 @@
 """`Stage`: one step of a fine-tuning plan, as plain data."""
 
 import dataclasses
+import numbers
 import re
 
 import keras
@@ -84,6 +85,36 @@ class Stage:
                 f"Stage.epochs must be a positive int. Received: "
                 f"{self.epochs!r}."
             )
+        schedule = keras.optimizers.schedules.LearningRateSchedule
+        # 0 is allowed: a stage that only measures (weights unchanged).
+        if not isinstance(self.lr, schedule) and not (
+            self.lr == 0 or positive_number(self.lr)
+        ):
+            raise errors.StagePlanError(
+                "Stage.lr must be a number >= 0 or a LearningRateSchedule. "
+                f"Received: lr={self.lr!r}."
+            )
+        if self.early_stopping is not None and (
+            not isinstance(self.early_stopping, int)
+            or isinstance(self.early_stopping, bool)
+            or self.early_stopping < 0
+        ):
+            raise errors.StagePlanError(
+                "Stage.early_stopping is a patience in epochs: an int >= 0, "
+                f"or None. Received: early_stopping={self.early_stopping!r}."
+            )
+        if self.layer_decay is not None and not positive_number(
+            self.layer_decay
+        ):
+            raise errors.StagePlanError(
+                "Stage.layer_decay must be a positive number (e.g. 0.65). "
+                f"Received: layer_decay={self.layer_decay!r}."
+            )
+        if not 0 <= self.warmup_fraction < 1:
+            raise errors.StagePlanError(
+                "Stage.warmup_fraction must be in [0, 1). Received: "
+                f"warmup_fraction={self.warmup_fraction!r}."
+            )
         chosen = [
             k
             for k in ("group_lrs", "lr_range", "layer_decay")
@@ -145,3 +176,12 @@ class Stage:
         if self.schedule == "one_cycle":
             return schedules.one_cycle(lr, total_steps)
         return schedules.slanted_triangular(lr, total_steps)
+
+
+def positive_number(value):
+    """A real number above 0 (not a bool)."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and value > 0
+    )
