@@ -348,9 +348,9 @@ class StagedFineTuner:
         )
         run_wide = [cb.RunWide(c, total) for c in callbacks]
         stops = cb.RunStops(any(_has_batch_hooks(c) for c in callbacks))
-        # A resumed run that a callback had stopped has nothing left to do.
         for stage in self.stages:  # an AutoPlan's are checked as made
             _check_rate_callbacks(stage, callbacks)
+        # A resumed run that a callback had stopped has nothing left to do.
         while (
             not history.stopped_by_callback
             and (stage := self._stage(index)) is not None
