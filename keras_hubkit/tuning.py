@@ -57,6 +57,16 @@ class TrialDivergedError(
     """
 
 
+class LabelError(errors.DataError, keras_tuner.errors.FatalValueError):
+    """The labels given to `search` are not class indices (or one-hot rows)
+    of the hypermodel's `num_classes` classes.
+
+    Raised by the first trial's `fit`, before anything trains, for the
+    training and the validation labels. keras-tuner stops the search at
+    once: a trial failing on its data would fail again in every trial.
+    """
+
+
 class HubClassifierHyperModel(keras_tuner.HyperModel):
     """A `keras_tuner.HyperModel` for classifiers on a TF Hub base.
 
@@ -145,6 +155,14 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         self._fingerprints = _Fingerprints()
         self._trainers = {}  # head shape -> _HeadTrainer, cached trials
         self._frozen_bases = {}  # handle -> loaded object, frozen trials only
+        # Trial hyperparameters -> (plan epochs, stage its model ended in),
+        # recorded by `fit`; keras-tuner rebuilds a trial's model from the
+        # same object (`get_best_models`). See `_trial_end`. Not written
+        # into the hyperparameters (saved with the trial): a value added
+        # after keras-tuner created the trial changes the hash it detects
+        # repeated trials by, and one registered as a `Fixed` in `fit`
+        # breaks `GridSearch` once a later `search` runs other epochs.
+        self._trial_ends = weakref.WeakKeyDictionary()
 
     @property
     def cached_feature_sets(self):
@@ -165,8 +183,10 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
             hp: the trial's `keras_tuner.HyperParameters`.
 
         Returns:
-            A `keras.Model` with the trainability of the plan's last stage,
-            compiled as keras-tuner expects, so the models
+            A `keras.Model` with the trainability its trial ended with
+            (before the trial, that of its plan's last stage; for a tuner
+            reloaded in a new process, see the search guide), compiled as
+            keras-tuner expects, so the models
             `get_best_models()` returns can `evaluate` on the class indices
             given to `search`: the trial's loss (label smoothing included)
             and `metrics`.
@@ -181,10 +201,11 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
         else:
             logits = self._default_head(hp, features)
         model = keras.Model(inputs, logits)
-        # The model as it is at the end of its trial (get_best_models):
-        # trainability of the final stage; fit() resets it per stage.
-        runner = self._runner(hp, model, epochs=self._max_epochs(hp))
-        runner.apply_trainability()
+        # The model as it is at the end of its trial (get_best_models);
+        # fit() sets trainability again per stage.
+        epochs, stage = self._trial_end(hp)
+        runner = self._runner(hp, model, epochs)
+        runner.apply_trainability(stage)
         # `fit` compiles every stage again; this is for the model as
         # `get_best_models()` returns it (built, then its weights loaded).
         model.compile(
@@ -195,6 +216,22 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
             metrics=self.metrics,
         )
         return model
+
+    def _trial_end(self, hp):
+        """`(epochs, stage)`: the plan the trial of `hp` ran, and the index
+        in it of the stage whose trainability its model ended with.
+
+        `fit` records both in this process (a callback may stop a run, and
+        a rolled-back stage gives the stage before it its trainability
+        back). A tuner reloaded in a new process has no record: Hyperband
+        saved each trial's epochs (`tuner/epochs`); the other tuners saved
+        none, and the longest plan (`fit`'s default) is assumed. The
+        search guide states this limit.
+        """
+        recorded = self._trial_ends.get(hp)
+        if recorded is not None:
+            return recorded
+        return hp.values.get("tuner/epochs") or self._max_epochs(hp), -1
 
     def _skips_session_reset(self, hp):
         """Whether the trial only trains a head on cached features: its
@@ -306,10 +343,11 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
             hp: the trial's `keras_tuner.HyperParameters`.
             model: the model `build(hp)` returned.
             x: inputs.
-            y: integer class labels (or one-hot rows).
+            y: class indices in `0..num_classes - 1`, shaped `(n,)` or
+                `(n, 1)`, or one-hot rows.
             epochs: total epochs (default: the longest plan's).
             initial_epoch: where Hyperband continues a trial.
-            validation_data: `(x, y)` with the same label form as `y`.
+            validation_data: `(x, y)`, labels as for `y`.
             callbacks: keras-tuner's callbacks.
             verbose: Keras verbosity.
             **kwargs: more `fit` arguments (`batch_size`, ...).
@@ -318,17 +356,14 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
             A `keras.callbacks.History` of the whole plan.
 
         Raises:
+            LabelError: a label of `y` or of `validation_data` is not a
+                class index (keras-tuner stops the search).
             TrialDivergedError: the loss became NaN (keras-tuner records the
                 trial as failed and goes on).
         """
+        y, validation_data = self._one_hot_labels(y, validation_data)
         epochs = epochs or self._max_epochs(hp)
         runner = self._runner(hp, model, epochs)
-        y = one_hot(y, self.num_classes)
-        if validation_data is not None:
-            validation_data = (
-                validation_data[0],
-                one_hot(validation_data[1], self.num_classes),
-            )
         if (
             self.cache_features
             and len(runner.stages) == 1
@@ -363,12 +398,37 @@ class HubClassifierHyperModel(keras_tuner.HyperModel):
                 "failed and the search goes on; narrow the learning-rate "
                 "range if many trials fail."
             )
+        self._trial_ends[hp] = (epochs, _stage_in_force(history))
         result = keras.callbacks.History()
         result.history = {
             k: v for k, v in history.history.items() if k != "stage"
         }
         result.epoch = history.epoch
         return result
+
+    def _one_hot_labels(self, y, validation_data):
+        """`y` and the validation labels as one-hot rows, checked before
+        anything trains.
+
+        Raises:
+            LabelError: a label is not a class index.
+        """
+        try:
+            y = one_hot(y, self.num_classes, name="y")
+            if validation_data is not None:
+                validation_data = (
+                    validation_data[0],
+                    one_hot(
+                        validation_data[1],
+                        self.num_classes,
+                        name="the labels of validation_data",
+                    ),
+                )
+        except errors.DataError as error:
+            # A DataError would fail each trial in turn (keras-tuner
+            # catches it) and the search would end on a RuntimeError.
+            raise LabelError(str(error)) from None
+        return y, validation_data
 
     def _fit_on_features(
         self,
@@ -649,6 +709,16 @@ def make_tuner(
     return TUNERS[name](
         hypermodel, objective=objective, max_trials=max_trials, **kwargs
     )
+
+
+def _stage_in_force(history):
+    """The index of the stage whose trainability a `StagedHistory`'s run
+    ended with: the last one that trained and was kept (a rollback gives
+    the stage before it its trainability back); -1 (the plan's last) when
+    no epoch ran."""
+    rolled_back = {r["stage"] for r in history.rollbacks}
+    kept = [s for s in history.history["stage"] if s not in rolled_back]
+    return kept[-1] if kept else -1
 
 
 def _fingerprint(x):

@@ -159,6 +159,173 @@ def test_cached_features_match_uncached(image_model, tmp_path, monkeypatch):
     assert cached["save_weights"] == 4 < uncached["save_weights"]
 
 
+def _frozen_plan_hypermodel(image_model):
+    # Three classes; the plan unfreezes both groups after 2 head epochs.
+    return HubClassifierHyperModel(
+        image_model,
+        3,
+        input_shape=(8, 8, 3),
+        head_epochs=[2],
+        unfreeze_groups=[2],
+        dropout=[0.0],
+    )
+
+
+def _three_classes(n=40, seed=0):
+    x, _ = _data(n, seed)
+    return x, np.random.default_rng(seed).integers(0, 3, n)
+
+
+def _regularization(model):
+    return sum(float(loss) for loss in model.losses)
+
+
+def _loss(model, x, y):
+    return model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+
+
+def test_best_model_is_frozen_when_its_trial_never_unfroze(
+    image_model, tmp_path
+):
+    # 2 epochs of a plan with 2 head epochs: the base never trained.
+    hypermodel = _frozen_plan_hypermodel(image_model)
+    tuner = keras_tuner.RandomSearch(
+        hypermodel, objective="val_loss", max_trials=1, directory=str(tmp_path)
+    )
+    x, y = _three_classes()
+    _search(tuner, x, y, epochs=2)
+    trial = tuner.oracle.get_best_trials(1)[0]
+    assert [s.name for s in hypermodel.plan(trial.hyperparameters, 2)] == [
+        "head"
+    ]
+    best = tuner.get_best_models(1)[0]
+    assert not best.get_layer("base").trainable
+    # The SavedModel's regularization loss counts only while it trains.
+    assert _regularization(best) == 0.0
+    assert _loss(best, x, y) == pytest.approx(trial.score)
+
+
+def test_best_model_ends_where_a_callback_stopped_its_trial(
+    image_model, tmp_path
+):
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    hypermodel = HubClassifierHyperModel(
+        image_model,
+        3,
+        input_shape=(8, 8, 3),
+        head_epochs=[1],
+        unfreeze_groups=[2],
+        dropout=[0.0],
+    )
+    tuner = keras_tuner.RandomSearch(
+        hypermodel, objective="val_loss", max_trials=1, directory=str(tmp_path)
+    )
+    x, y = _three_classes()
+    keras.utils.set_random_seed(0)
+    tuner.search(
+        x,
+        y,
+        epochs=3,
+        validation_data=(x, y),
+        callbacks=[StopAfterFirstEpoch()],
+        verbose=0,
+    )
+    # The plan unfreezes at epoch 2; the callback ended the trial before.
+    best = tuner.get_best_models(1)[0]
+    assert not best.get_layer("base").trainable
+    trial = tuner.oracle.get_best_trials(1)[0]
+    assert _loss(best, x, y) == pytest.approx(trial.score)
+
+
+def test_hyperband_best_model_keeps_its_trainability_when_reloaded(
+    image_model, tmp_path
+):
+    def tuner(hypermodel, overwrite):
+        # One bracket: a trial of 2 epochs, which does not unfreeze.
+        return keras_tuner.Hyperband(
+            hypermodel,
+            objective="val_loss",
+            max_epochs=2,
+            factor=3,
+            directory=str(tmp_path),
+            overwrite=overwrite,
+        )
+
+    x, y = _three_classes()
+    searched = _search(tuner(_frozen_plan_hypermodel(image_model), True), x, y)
+    # A new hypermodel has no record of the trial: as in a new process,
+    # the trial's saved `tuner/epochs` tells.
+    reloaded = tuner(_frozen_plan_hypermodel(image_model), False)
+    trial = reloaded.oracle.get_best_trials(1)[0]
+    assert trial.hyperparameters.values["tuner/epochs"] == 2
+    for current in (searched, reloaded):
+        best = current.get_best_models(1)[0]
+        assert not best.get_layer("base").trainable
+        assert _loss(best, x, y) == pytest.approx(trial.score)
+
+
+def test_search_takes_class_indices_as_a_column(image_model, tmp_path):
+    hypermodel = _frozen_plan_hypermodel(image_model)
+    tuner = keras_tuner.RandomSearch(
+        hypermodel, objective="val_loss", max_trials=1, directory=str(tmp_path)
+    )
+    x, y = _three_classes()
+    column = y[:, None]
+    _search(tuner, x, column, epochs=1)
+    assert _statuses(tuner) == ["COMPLETED"]
+    best = tuner.get_best_models(1)[0]
+    trial = tuner.oracle.get_best_trials(1)[0]
+    assert _loss(best, x, column) == pytest.approx(trial.score)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ("y", r"y to hold class indices in 0\.\.2 .* values -1\."),
+        ("validation", r"validation_data to hold .* 0\.\.2 .* values 3\."),
+        ("floats", r"y to hold .* values 0\.5, 7\.0\."),
+        ("shape", r"Received: y of shape \(40, 2\)"),
+    ],
+)
+def test_bad_labels_stop_the_search_before_any_training(
+    bad, match, image_model, tmp_path, monkeypatch
+):
+    trained = []
+    fit = keras.Model.fit
+
+    def counting_fit(self, *args, **kwargs):
+        trained.append(self)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", counting_fit)
+    x, y = _three_classes()
+    y_val = y.copy()
+    if bad == "y":
+        y[5] = -1
+    elif bad == "validation":
+        y_val[7] = 3
+    elif bad == "floats":
+        y = y.astype("float32")
+        y[[1, 2]] = [0.5, 7.0]
+    else:
+        y = np.eye(2)[y % 2]
+    tuner = keras_tuner.RandomSearch(
+        _frozen_plan_hypermodel(image_model),
+        objective="val_loss",
+        max_trials=2,
+        directory=str(tmp_path),
+    )
+    with pytest.raises(hk.tuning.LabelError, match=match) as info:
+        tuner.search(x, y, epochs=1, validation_data=(x, y_val), verbose=0)
+    assert isinstance(info.value, hk.errors.DataError)
+    assert isinstance(info.value, ValueError)
+    assert "COMPLETED" not in _statuses(tuner)
+    assert trained == []
+
+
 def test_cached_and_unfrozen_trials_mix(image_model, tmp_path):
     # Head-only trials (cached, no session reset) and unfrozen trials
     # (uncached, with keras-tuner's reset) alternate in one search.
