@@ -31,7 +31,7 @@ IMPORTTIME = (
 # package list, /work/.library/device/KINDS.md, read on 2026-11-28).
 GPU_NOTE = (
     "No GPU rows. The round that last ran these scripts was not lent a GPU "
-    "machine (machines are lent to about 30% of this project's tasks, by "
+    "machine (machines are lent to some of this project's tasks, by "
     "a draw no session can change). The GPU machines this project can be "
     "lent run an image without TensorFlow and cannot download packages; "
     "packages can only be carried, 64 MiB per call, and TensorFlow's wheel "
@@ -154,9 +154,10 @@ def _loops_target(layer, search=None):
         "`fine_tune` / `StagedFineTuner` / search trials at ≥ 0.98x a "
         "hand-written `tf.function` loop (tiny, text, MobileNet)"
     )
-    loops = (layer or {}).get("loops")
-    if not loops:
+    rows = (layer or {}).get("loops")
+    if not rows:
         return target, "not measured", "`bench_layer.py` has not run"
+    loops = [r for r in rows if not r.get("what_if")]
     worst = min(loops, key=lambda r: r["vs_raw_run"]["ratio"])
     epochs = [r for r in loops if r.get("vs_raw_epoch")]
     worst_epoch = min(epochs, key=lambda r: r["vs_raw_epoch"]["ratio"])
@@ -177,12 +178,35 @@ def _loops_target(layer, search=None):
         f"{worst_epoch['model']}, "
         f"{_common.fmt_ratio(worst_epoch['vs_raw_epoch'])} (see *Training "
         "loops*)"
+        + _what_if_clause(rows, worst)
         + (
             f"; search trials on cached features "
             f"{_common.fmt_ratio(hand)} a hand-written loop (see *Search*)"
             if hand
             else ""
         ),
+    )
+
+
+def _what_if_clause(rows, worst):
+    """What a train step of our own would reach on the worst loop's model,
+    when the what-if row measured it."""
+    model = worst["model"]
+    bare = [r for r in rows if r.get("what_if") and r["model"] == model]
+    staged = [
+        r
+        for r in rows
+        if r["model"] == model and r["loop"] == "StagedFineTuner"
+    ]
+    if not bare or not staged:
+        return ""
+    return (
+        "; with a `train_step` stripped of Keras's loss container, loss "
+        "tracker and metric results (what-if), `StagedFineTuner` on "
+        f"{model} runs at {_common.fmt_ratio(bare[0]['vs_raw_run'])} "
+        f"against {_common.fmt_ratio(staged[0]['vs_raw_run'])} as the "
+        "package runs it: the rest is `compile`'s and `fit`'s own cost per "
+        "stage, which only leaving `fit` would save"
     )
 
 
@@ -426,14 +450,20 @@ def _loops_section(layer):
         "(each package run compiles, each loop run traces afresh); a steady "
         "epoch is any epoch after a stage's first. Ratios: the loop's "
         "speed relative to the hand-written one (> 1: faster), with the "
-        "spread; *n*: runs of each, interleaved.",
+        "spread; *n*: runs of each, interleaved. The *what-if* row is not "
+        "what the package runs: `StagedFineTuner` on a model whose "
+        "`train_step` is stripped of Keras's loss container, its "
+        "sample-weighted loss tracker and its metric results (the forward "
+        "pass, the loss plus the layers' losses, the gradient, the "
+        "optimizer, a plain mean of the loss: `_BareStepModel`), to "
+        "measure how much of the gap a train step of our own could close.",
         "",
         "| model | loop | examples | batch | epochs | n | run ms (raw) "
         "| vs raw, run | vs raw, run (CPU) | vs raw, steady epoch |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in loops:
-        raw = f"raw {row['loop']}"
+        raw = row.get("raw", f"raw {row['loop']}")
         epoch = row.get("vs_raw_epoch")
         lines.append(
             f"| {row['model']} | {row['loop']} | {row['examples']} | "
@@ -443,7 +473,34 @@ def _loops_section(layer):
             f"{_common.fmt_ratio(row['vs_raw_run_cpu'])} | "
             f"{_common.fmt_ratio(epoch) if epoch else '—'} |"
         )
-    return [*lines, "", *_LOOPS_NOTE, ""]
+    return [*lines, "", *_LOOPS_NOTE, *_what_if_lines(loops), ""]
+
+
+def _what_if_lines(loops):
+    """What the what-if rows say about a train step of our own."""
+    package = {
+        (r["model"], r["loop"]): r for r in loops if not r.get("what_if")
+    }
+    said = []
+    for row in loops:
+        base = package.get((row["model"], "StagedFineTuner"))
+        if row.get("what_if") and base:
+            said.append(
+                f"{row['model']}: {_common.fmt_ratio(row['vs_raw_run'])} "
+                f"against the package's "
+                f"{_common.fmt_ratio(base['vs_raw_run'])}"
+            )
+    if not said:
+        return []
+    return [
+        "",
+        "The *what-if* rows show how much of that a train step of our own "
+        "would win back, per run: " + "; ".join(said) + ". The rest is "
+        "`compile` and `fit` themselves; reaching the hand-written loop on "
+        "runs this short would mean leaving `fit` (its callbacks, "
+        "validation, steps per call and distribution strategies), which "
+        "the package does not do.",
+    ]
 
 
 # What the loop rows show, and why (measured while writing the runner;
