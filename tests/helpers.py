@@ -27,3 +27,27 @@ def fast_download(**kwargs):
         "progress": False,
         **kwargs,
     }
+
+
+def image_data(n=32, seed=0):
+    """`n` random 8x8 RGB images and labels of 3 classes, in turn."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 8, 8, 3), "float32"), np.arange(n) % 3
+
+
+def hub_classifier(handle, seed=1):
+    """A `HubLayer` named "base" under a 3-class Dense "head", seeded."""
+    import keras
+
+    import keras_hubkit as hk
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            hk.HubLayer(handle, name="base"),
+            keras.layers.Dense(3, name="head"),
+        ]
+    )

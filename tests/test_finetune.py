@@ -19,13 +19,9 @@ from keras_hubkit.finetune import Stage
 from keras_hubkit.finetune import StagedFineTuner
 
 from helpers import free_port
+from helpers import image_data as _data
 
 SCE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-def _data(n=32, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.random((n, 8, 8, 3), "float32"), np.arange(n) % 3
 
 
 def _hub_model(image_model, seed=1):

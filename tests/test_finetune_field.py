@@ -16,23 +16,10 @@ from keras_hubkit.finetune import Stage
 from keras_hubkit.finetune import StagedFineTuner
 from keras_hubkit.finetune import callbacks as cb
 
+from helpers import hub_classifier as _model
+from helpers import image_data as _data
+
 SCE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-def _data(n=32, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.random((n, 8, 8, 3), "float32"), np.arange(n) % 3
-
-
-def _model(image_model, seed=1):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((8, 8, 3)),
-            hk.HubLayer(image_model, name="base"),
-            keras.layers.Dense(3, name="logits"),
-        ]
-    )
 
 
 def _weights(model):
@@ -292,7 +279,14 @@ def test_fine_tune_on_data_of_unknown_length(image_model):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"lr": -1.0}, {"lr": "1e-3"}, {"early_stopping": -1}, {"layer_decay": 0}],
+    [
+        {"lr": -1.0},
+        {"lr": "1e-3"},
+        {"lr": float("inf")},
+        {"early_stopping": -1},
+        {"layer_decay": 0},
+        {"warmup_fraction": "0.1"},
+    ],
 )
 def test_stage_arguments_are_checked(kwargs):
     with pytest.raises(errors.StagePlanError, match=next(iter(kwargs))):
@@ -305,3 +299,104 @@ def test_fine_tune_checks_lr_mult(image_model):
         hk.finetune.fine_tune(
             _model(image_model), x, y, loss=SCE, lr_mult=0, verbose=0
         )
+
+
+def test_a_kill_between_a_stages_snapshot_and_backup_keeps_its_rollback(
+    image_model, tmp_path, monkeypatch
+):
+    """At a stage's end the runner writes the snapshot a rollback of the
+    next stage returns to, then the backup. Killed between the two, the
+    resumed run must still roll back the stage the uninterrupted run rolls
+    back (the snapshot it needs used to be overwritten already)."""
+    x, y = _data()
+
+    def run(backup):
+        model = _model(image_model)
+        history = StagedFineTuner(
+            model,
+            [
+                Stage(1, lr=1e-2),
+                Stage(1, unfreeze="all", lr=50.0),  # diverges: rolled back
+                Stage(1, lr=1e-2),
+            ],
+            loss=SCE,
+            backup_dir=backup,
+        ).run(
+            x, y, batch_size=8, validation_data=(x, y), shuffle=False, verbose=0
+        )
+        return model, history
+
+    model, reference = run(str(tmp_path / "reference"))
+    assert [r["stage"] for r in reference.rollbacks] == [1]
+    expected = _weights(model)
+
+    save_backup = cb.save_backup
+
+    def killed(model, directory, state):
+        if state.get("snapshot") and state["snapshot"]["index"] == 1:
+            raise KeyboardInterrupt("killed after stage 2's snapshot")
+        return save_backup(model, directory, state)
+
+    backup = str(tmp_path / "backup")
+    monkeypatch.setattr(cb, "save_backup", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(backup)
+    monkeypatch.setattr(cb, "save_backup", save_backup)
+    model, resumed = run(backup)
+    assert [r["stage"] for r in resumed.rollbacks] == [1]
+    for got, want in zip(_weights(model), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_temporary_files_a_kill_left_are_removed(image_model, tmp_path):
+    x, y = _data()
+    checkpoint = str(tmp_path / "best.weights.h5")
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    for stale in (
+        f"{checkpoint}.0123abcd.tmp.weights.h5",
+        str(backup / "state.json.0123abcd.tmp"),
+        str(backup / "backup-0123456789ab.weights.h5"),
+    ):
+        open(stale, "w").close()
+    StagedFineTuner(
+        _model(image_model),
+        [Stage(1)],
+        loss=SCE,
+        checkpoint_path=checkpoint,
+        backup_dir=str(backup),
+    ).run(x, y, batch_size=8, verbose=0)
+    assert sorted(os.listdir(tmp_path)) == ["backup", "best.weights.h5"]
+    with open(cb.state_path(str(backup))) as f:
+        state = json.load(f)
+    tags = (state["files"], state["snapshot"]["files"])
+    # What the state names, and nothing else.
+    for name in os.listdir(backup):
+        assert name == "state.json" or any(t in name for t in tags), name
+
+
+@pytest.mark.parametrize("where", ["run", "stage"])
+def test_callbacks_that_are_not_keras_callbacks_are_named(image_model, where):
+    x, y = _data()
+    bad = [lambda: 1]
+    stage = Stage(1, callbacks=bad if where == "stage" else [])
+    runner = StagedFineTuner(_model(image_model), [stage], loss=SCE)
+    given = bad if where == "run" else None
+    with pytest.raises(
+        errors.StagePlanError, match=r"keras\.callbacks\.Callback"
+    ):
+        runner.run(x, y, verbose=0, callbacks=given)
+    with pytest.raises(
+        errors.StagePlanError, match=r"keras\.callbacks\.Callback"
+    ):
+        runner.run(x, y, verbose=0, callbacks="abc")
+
+
+def test_backup_and_restore_in_a_stage_is_refused(image_model, tmp_path):
+    x, y = _data()
+    restore = keras.callbacks.BackupAndRestore(str(tmp_path))
+    runner = StagedFineTuner(
+        _model(image_model), [Stage(1, callbacks=[restore])], loss=SCE
+    )
+    with pytest.raises(errors.StagePlanError, match=r"Stage\.callbacks"):
+        runner.run(x, y, verbose=0)

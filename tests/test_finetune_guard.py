@@ -21,27 +21,14 @@ from keras_hubkit.finetune import Stage
 from keras_hubkit.finetune import StagedFineTuner
 from keras_hubkit.finetune import _pipeline
 
+from helpers import hub_classifier as _model
+from helpers import image_data as _data
+
 SCE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def _sgd(lr):
     return keras.optimizers.SGD(lr)
-
-
-def _data(n=32, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.random((n, 8, 8, 3), "float32"), np.arange(n) % 3
-
-
-def _model(handle, seed=1):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((8, 8, 3)),
-            hk.HubLayer(handle, name="base"),
-            keras.layers.Dense(3, name="head"),
-        ]
-    )
 
 
 def _weights(model):

@@ -4,6 +4,7 @@ callbacks see the run as one `fit` (`RunWide`, `RunStops`). None of them
 adds per-batch work of its own beyond a flag check, so the runner can run
 several steps per compiled call."""
 
+import glob
 import json
 import logging
 import math
@@ -18,6 +19,14 @@ logger = logging.getLogger(__name__)
 # File-name prefixes: the last epoch's backup, and the state a rollback of
 # the next stage returns to.
 BACKUP, SNAPSHOT = "backup", "stage_end"
+# What backups of 0.1 wrote, under fixed names.
+_LEGACY_NAMES = (
+    "backup.weights.h5",
+    "optimizer.npz",
+    f"{SNAPSHOT}.weights.h5",
+    f"{SNAPSHOT}_optimizer.npz",
+    f"{SNAPSHOT}.json",
+)
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -106,6 +115,8 @@ class BestWeights(keras.callbacks.Callback):
         self.best = None
         self.best_epoch = None
         self._sign = 1.0 if minimize(monitor) else -1.0
+        if path:
+            remove_temporaries(path)
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -236,35 +247,54 @@ class Backup(keras.callbacks.Callback):
 
 def save_backup(model, directory, state):
     """Weights and optimizer state under new names, then the run's state
-    naming them (the commit point), then the files it no longer names: a
-    kill at any moment leaves a state and the files it names."""
-    _save_set(model, directory, BACKUP, "state.json", state)
+    naming them (the commit point), then what it no longer names.
 
-
-def save_snapshot(model, directory, meta):
-    """The end of a stage: what a rollback of the next stage returns to."""
-    _save_set(model, directory, SNAPSHOT, f"{SNAPSHOT}.json", meta)
-
-
-def _save_set(model, directory, prefix, index_name, index):
+    The state also names the stage-end snapshot a rollback returns to
+    (`state["snapshot"]`, written by `save_snapshot_files`), so one write
+    commits both: a kill at any moment leaves a state and the files it
+    names, the snapshot's included.
+    """
     os.makedirs(directory, exist_ok=True)
-    tag = uuid.uuid4().hex[:12]
-    atomic_save_weights(model, _weights_file(directory, prefix, tag))
-    _save_optimizer(model, directory, prefix, tag)
+    tag = _new_tag()
+    atomic_save_weights(model, _weights_file(directory, BACKUP, tag))
+    _save_optimizer(model, directory, BACKUP, tag)
     _atomic(
-        os.path.join(directory, index_name),
-        lambda p: _write_json(p, {**index, "files": tag}),
+        state_path(directory),
+        lambda p: _write_json(p, {**state, "files": tag}),
     )
-    stale = [_weights_file(directory, prefix, None)]
-    stale.append(_optimizer_path(directory, prefix, None))
-    stale += [
-        os.path.join(directory, name)
-        for name in os.listdir(directory)
-        if name.startswith(f"{prefix}-") and tag not in name
-    ]
-    for path in stale:
-        if os.path.exists(path):
-            os.remove(path)
+    snapshot = state.get("snapshot")
+    # A snapshot from a backup of 0.1 has no tag: its fixed names stay.
+    legacy = snapshot is not None and not snapshot.get("files")
+    _remove_unnamed(directory, {tag, (snapshot or {}).get("files")}, legacy)
+
+
+def save_snapshot_files(model, directory):
+    """The weights and optimizer state at a stage's end, under new names
+    (what a rollback of the next stage returns to); returns their tag, for
+    the state `save_backup` writes next to name them."""
+    os.makedirs(directory, exist_ok=True)
+    tag = _new_tag()
+    atomic_save_weights(model, _weights_file(directory, SNAPSHOT, tag))
+    _save_optimizer(model, directory, SNAPSHOT, tag)
+    return tag
+
+
+def _new_tag():
+    return uuid.uuid4().hex[:12]
+
+
+def _remove_unnamed(directory, kept, keep_legacy_snapshot):
+    """Backup and snapshot files the state does not name (`kept`: their
+    tags), files of 0.1's fixed names, and temporary files a kill left
+    behind."""
+    for name in os.listdir(directory):
+        tagged = name.startswith((f"{BACKUP}-", f"{SNAPSHOT}-"))
+        named = any(t and t in name for t in kept)
+        legacy = name in _LEGACY_NAMES and not (
+            keep_legacy_snapshot and name.startswith(SNAPSHOT)
+        )
+        if (tagged and not named) or legacy or ".tmp" in name:
+            os.remove(os.path.join(directory, name))
 
 
 def load_snapshot_meta(directory):
@@ -320,6 +350,13 @@ def load_optimizer_values(directory, index, prefix=BACKUP):
         return None
     with np.load(path) as data:
         return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+def remove_temporaries(path):
+    """The temporary files of `_atomic` writes to `path` that a kill left
+    behind (a run writes them again)."""
+    for stale in glob.glob(f"{glob.escape(path)}.*.tmp*"):
+        os.remove(stale)
 
 
 def atomic_save_weights(model, path):

@@ -760,6 +760,7 @@ class StagedFineTuner:
             "best": [self._best.best_epoch, self._best.best],
             "rollbacks": history.rollbacks,
             "outcomes": self._outcomes,
+            "snapshot": self._snapshot_named,
         }
 
     def _write_stage_end(self, index, end_epoch, history):
@@ -767,22 +768,19 @@ class StagedFineTuner:
         the stage is finished, and keeps the state a rollback of the next
         stage returns to."""
         folder = self._backup_folder()
-        value = history.stage_values[-1]
-        cb.save_snapshot(
-            self.model,
-            folder,
-            {
-                "index": index,
-                "optimizer_stage": self._optimizer_stage,
-                "value": value,
-            },
-        )
-        cb.save_backup(
-            self.model, folder, self._state(end_epoch - 1, index + 1, history)
-        )
+        snapshot = {
+            "index": index,
+            "optimizer_stage": self._optimizer_stage,
+            "value": history.stage_values[-1],
+            "files": cb.save_snapshot_files(self.model, folder),
+        }
+        state = self._state(end_epoch - 1, index + 1, history)
+        cb.save_backup(self.model, folder, {**state, "snapshot": snapshot})
+        # Named by every later backup, until the next stage's end.
+        self._snapshot_named = snapshot
 
     def _resume(self, history, guarded):
-        self._state_read = None
+        self._state_read = self._snapshot_named = None
         if not self.backup_dir:
             return 0, 0, None
         folder = self._backup_folder()
@@ -794,6 +792,10 @@ class StagedFineTuner:
         stage = state["stage"]
         self._outcomes = list(state.get("outcomes", []))[:stage]
         self._check_plan(state)
+        # Backups of 0.1 kept the snapshot's description in a file of its own.
+        self._snapshot_named = state.get("snapshot") or cb.load_snapshot_meta(
+            folder
+        )
         snapshot = None
         if guarded and stage > 0:
             snapshot = self._load_snapshot(folder, stage - 1)
@@ -847,7 +849,7 @@ class StagedFineTuner:
                 raise refused
 
     def _load_snapshot(self, folder, index):
-        meta = cb.load_snapshot_meta(folder)
+        meta = self._snapshot_named
         if meta is None or meta["index"] != index:
             return None
         self.model.load_weights(cb.snapshot_weights_path(folder, meta))
@@ -1160,18 +1162,37 @@ def _run_callbacks(callbacks, fit_kwargs):
         )
     if isinstance(callbacks, keras.callbacks.Callback):
         callbacks = [callbacks]
+    if isinstance(callbacks, (str, bytes)) or not (
+        callbacks is None or isinstance(callbacks, (list, tuple))
+    ):
+        raise errors.StagePlanError(
+            "callbacks must be a keras.callbacks.Callback or a list of them. "
+            f"Received: callbacks={callbacks!r}."
+        )
     callbacks = list(callbacks or [])
+    _check_callbacks(callbacks, "callbacks")
+    return callbacks
+
+
+def _check_callbacks(callbacks, where):
+    """Refuses what is not a Keras callback, and callbacks the staged run
+    cannot honour (the run's, `where="callbacks"`, or a stage's)."""
     for callback in callbacks:
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise errors.StagePlanError(
+                f"Each of {where} must be a keras.callbacks.Callback "
+                f"(subclass it, or use keras.callbacks.LambdaCallback). "
+                f"Received: {callback!r}."
+            )
         if isinstance(callback, keras.callbacks.BackupAndRestore):
             raise errors.StagePlanError(
                 "keras.callbacks.BackupAndRestore restores one fit's epoch; "
                 "a staged run is several fits, each with its own optimizer, "
                 "and it would resume the wrong stage. Received: "
-                f"{callback!r} in callbacks. Pass backup_dir=... to the "
+                f"{callback!r} in {where}. Pass backup_dir=... to the "
                 "runner (or fine_tune) instead: it resumes the run's stage, "
                 "epoch and optimizer."
             )
-    return callbacks
 
 
 # Callbacks that set the optimizer's learning rate while training.
@@ -1182,8 +1203,10 @@ _RATE_CALLBACKS = (
 
 
 def _check_rate_callbacks(stage, run_callbacks):
-    """Refuses a callback that sets the learning rate in a stage whose rate
-    is a schedule: Keras refuses to set a scheduled rate, mid-run."""
+    """Refuses a stage's callbacks the run cannot honour, and a callback
+    that sets the learning rate in a stage whose rate is a schedule: Keras
+    refuses to set a scheduled rate, mid-run."""
+    _check_callbacks(stage.callbacks, "Stage.callbacks")
     scheduled = stage.schedule != "constant" or isinstance(
         stage.lr, keras.optimizers.schedules.LearningRateSchedule
     )

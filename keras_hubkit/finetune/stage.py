@@ -1,6 +1,7 @@
 """`Stage`: one step of a fine-tuning plan, as plain data."""
 
 import dataclasses
+import math
 import numbers
 import re
 
@@ -85,6 +86,33 @@ class Stage:
                 f"Stage.epochs must be a positive int. Received: "
                 f"{self.epochs!r}."
             )
+        self._check_numbers()
+        chosen = [
+            k
+            for k in ("group_lrs", "lr_range", "layer_decay")
+            if getattr(self, k) is not None
+        ]
+        if len(chosen) > 1:
+            raise errors.StagePlanError(
+                "Give at most one of group_lrs, lr_range, layer_decay. "
+                f"Received: {chosen}."
+            )
+        if isinstance(self.schedule, str) and self.schedule not in SCHEDULES:
+            raise errors.StagePlanError(
+                f"Unknown schedule {self.schedule!r}. Expected one of "
+                f"{SCHEDULES} or a function (lr, total_steps) -> schedule."
+            )
+        if self.lr_range is not None:
+            low, high = self.lr_range
+            if not 0 < low <= high:
+                raise errors.StagePlanError(
+                    f"lr_range must be (low, high) with 0 < low <= high. "
+                    f"Received: {self.lr_range!r}."
+                )
+
+    def _check_numbers(self):
+        """Rates, patience and fractions in their ranges: a negative rate
+        would train the wrong way without a word."""
         schedule = keras.optimizers.schedules.LearningRateSchedule
         # 0 is allowed: a stage that only measures (weights unchanged).
         if not isinstance(self.lr, schedule) and not (
@@ -110,33 +138,12 @@ class Stage:
                 "Stage.layer_decay must be a positive number (e.g. 0.65). "
                 f"Received: layer_decay={self.layer_decay!r}."
             )
-        if not 0 <= self.warmup_fraction < 1:
+        fraction = self.warmup_fraction
+        if not (isinstance(fraction, numbers.Real) and 0 <= fraction < 1):
             raise errors.StagePlanError(
-                "Stage.warmup_fraction must be in [0, 1). Received: "
-                f"warmup_fraction={self.warmup_fraction!r}."
+                "Stage.warmup_fraction must be a number in [0, 1). "
+                f"Received: warmup_fraction={fraction!r}."
             )
-        chosen = [
-            k
-            for k in ("group_lrs", "lr_range", "layer_decay")
-            if getattr(self, k) is not None
-        ]
-        if len(chosen) > 1:
-            raise errors.StagePlanError(
-                "Give at most one of group_lrs, lr_range, layer_decay. "
-                f"Received: {chosen}."
-            )
-        if isinstance(self.schedule, str) and self.schedule not in SCHEDULES:
-            raise errors.StagePlanError(
-                f"Unknown schedule {self.schedule!r}. Expected one of "
-                f"{SCHEDULES} or a function (lr, total_steps) -> schedule."
-            )
-        if self.lr_range is not None:
-            low, high = self.lr_range
-            if not 0 < low <= high:
-                raise errors.StagePlanError(
-                    f"lr_range must be (low, high) with 0 < low <= high. "
-                    f"Received: {self.lr_range!r}."
-                )
 
     def to_dict(self):
         """The JSON-able fields (callbacks and factories are left out)."""
@@ -179,9 +186,9 @@ class Stage:
 
 
 def positive_number(value):
-    """A real number above 0 (not a bool)."""
+    """A finite real number above 0 (not a bool)."""
     return (
         isinstance(value, numbers.Real)
         and not isinstance(value, bool)
-        and value > 0
+        and 0 < value < math.inf
     )
