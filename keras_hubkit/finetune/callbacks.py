@@ -298,6 +298,8 @@ def _remove_unnamed(directory, kept, keep_legacy_snapshot):
 
 
 def load_snapshot_meta(directory):
+    """The snapshot's description in a backup of 0.1 (its own file; newer
+    backups keep it in the run's state), or None."""
     path = os.path.join(directory, f"{SNAPSHOT}.json")
     if not os.path.exists(path):
         return None

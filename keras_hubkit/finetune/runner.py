@@ -349,13 +349,14 @@ class StagedFineTuner:
         run_wide = [cb.RunWide(c, total) for c in callbacks]
         stops = cb.RunStops(any(_has_batch_hooks(c) for c in callbacks))
         for stage in self.stages:  # an AutoPlan's are checked as made
-            _check_rate_callbacks(stage, callbacks)
+            _check_stage_callbacks(stage, callbacks)
         # A resumed run that a callback had stopped has nothing left to do.
         while (
             not history.stopped_by_callback
             and (stage := self._stage(index)) is not None
         ):
-            _check_rate_callbacks(stage, callbacks)
+            if self.auto_plan is not None:
+                _check_stage_callbacks(stage, callbacks)
             end_epoch = first_epoch + stage.epochs
             resumed = index == start_stage and start_epoch > first_epoch
             if guarded and index > 0 and snapshot is None and not resumed:
@@ -1202,7 +1203,7 @@ _RATE_CALLBACKS = (
 )
 
 
-def _check_rate_callbacks(stage, run_callbacks):
+def _check_stage_callbacks(stage, run_callbacks):
     """Refuses a stage's callbacks the run cannot honour, and a callback
     that sets the learning rate in a stage whose rate is a schedule: Keras
     refuses to set a scheduled rate, mid-run."""
