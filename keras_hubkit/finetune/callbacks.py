@@ -254,10 +254,7 @@ def save_backup(model, directory, state):
     commits both: a kill at any moment leaves a state and the files it
     names, the snapshot's included.
     """
-    os.makedirs(directory, exist_ok=True)
-    tag = _new_tag()
-    atomic_save_weights(model, _weights_file(directory, BACKUP, tag))
-    _save_optimizer(model, directory, BACKUP, tag)
+    tag = _save_tagged(model, directory, BACKUP)
     _atomic(
         state_path(directory),
         lambda p: _write_json(p, {**state, "files": tag}),
@@ -272,15 +269,17 @@ def save_snapshot_files(model, directory):
     """The weights and optimizer state at a stage's end, under new names
     (what a rollback of the next stage returns to); returns their tag, for
     the state `save_backup` writes next to name them."""
+    return _save_tagged(model, directory, SNAPSHOT)
+
+
+def _save_tagged(model, directory, prefix):
+    """Weights and optimizer state under names no earlier write used;
+    returns the tag in them."""
     os.makedirs(directory, exist_ok=True)
-    tag = _new_tag()
-    atomic_save_weights(model, _weights_file(directory, SNAPSHOT, tag))
-    _save_optimizer(model, directory, SNAPSHOT, tag)
+    tag = uuid.uuid4().hex[:12]
+    atomic_save_weights(model, _weights_file(directory, prefix, tag))
+    _save_optimizer(model, directory, prefix, tag)
     return tag
-
-
-def _new_tag():
-    return uuid.uuid4().hex[:12]
 
 
 def _remove_unnamed(directory, kept, keep_legacy_snapshot):
@@ -313,6 +312,8 @@ def weights_path(directory, state):
 
 
 def snapshot_weights_path(directory, meta):
+    """The stage-end snapshot's weights `meta` (`state["snapshot"]`)
+    names."""
     return _weights_file(directory, SNAPSHOT, meta.get("files"))
 
 
@@ -322,8 +323,7 @@ def state_path(directory):
 
 def _weights_file(directory, prefix, tag):
     # Backups written before tags (0.1) have one fixed set of names.
-    legacy = "backup" if prefix == BACKUP else prefix
-    name = f"{prefix}-{tag}.weights.h5" if tag else f"{legacy}.weights.h5"
+    name = f"{prefix}-{tag}.weights.h5" if tag else f"{prefix}.weights.h5"
     return os.path.join(directory, name)
 
 

@@ -308,7 +308,8 @@ class StagedFineTuner:
             or _steps_per_epoch(
                 x if split else validation_data,
                 fit_kwargs.get("validation_batch_size") or batch_size,
-                -split,
+                split,
+                part="validation",
             )
             or 0
         )
@@ -1313,10 +1314,9 @@ def _build_for_fit(model, data_spec):
         logger.debug("Not built before fit (fit will build it): %s", e)
 
 
-def _steps_per_epoch(x, batch_size, split=0.0):
-    """Batches an epoch of `x` has; with `validation_split`, of its training
-    part (`split` > 0) or its validation part (`split` < 0), cut where
-    Keras cuts it."""
+def _steps_per_epoch(x, batch_size, split=0.0, part="training"):
+    """Batches an epoch of `x` has; with a `validation_split`, of its
+    `part` ("training" or "validation"), cut where Keras cuts it."""
     if isinstance(x, tf.data.Dataset):
         n = int(x.cardinality())
         return n if n > 0 else None
@@ -1329,8 +1329,9 @@ def _steps_per_epoch(x, batch_size, split=0.0):
     if first is None or not hasattr(first, "shape"):
         return None
     n = int(first.shape[0])
-    training = math.floor(n * (1.0 - abs(split)))  # as `fit` splits
-    n = training if split > 0 else n - training if split < 0 else n
+    if split:
+        training = math.floor(n * (1.0 - split))  # where `fit` splits
+        n = training if part == "training" else n - training
     return math.ceil(n / (batch_size or 32))
 
 
