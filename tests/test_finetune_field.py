@@ -53,6 +53,35 @@ def test_initial_epoch_inside_a_stage_with_an_empty_backup_dir(
     assert history.epoch == [2]
 
 
+@pytest.mark.parametrize(
+    "initial_epoch, says",
+    [(4, "inside the plan's 4 epochs"), (-1, "int >= 0"), (1.5, "int >= 0")],
+)
+def test_initial_epoch_outside_the_plan_is_refused(
+    image_model, initial_epoch, says
+):
+    # `fit` trains nothing from past its end and says nothing; a user
+    # continuing a run would think it trained.
+    model = _model(image_model)
+    before = _weights(model)
+    x, y = _data()
+    runner = StagedFineTuner(model, [Stage(1), Stage(3, "all")], loss=SCE)
+    with pytest.raises(errors.StagePlanError, match=says):
+        runner.run(x, y, batch_size=8, initial_epoch=initial_epoch)
+    assert all(np.array_equal(a, b) for a, b in zip(before, _weights(model)))
+
+
+def test_an_auto_plan_refuses_to_start_part_way(image_model):
+    x, y = _data()
+    runner = StagedFineTuner(
+        _model(image_model),
+        hk.finetune.AutoPlan(epochs=3),
+        loss=SCE,
+    )
+    with pytest.raises(errors.StagePlanError, match="cannot start part-way"):
+        runner.run(x, y, validation_data=(x, y), initial_epoch=1)
+
+
 @pytest.mark.parametrize("killed_at", [2, 3])
 def test_a_backup_killed_between_its_files_resumes_exactly(
     image_model, tmp_path, monkeypatch, killed_at

@@ -254,16 +254,18 @@ class StagedFineTuner:
             steps_per_epoch: as for `model.fit` (also sizes schedules).
             callbacks: callbacks for every stage.
             verbose: as for `model.fit`.
-            initial_epoch: start here, in the stage that holds this epoch
-                (Hyperband continues promoted trials part-way).
+            initial_epoch: start here (0-based, inside the plan), in the
+                stage that holds this epoch (Hyperband continues promoted
+                trials part-way). A backup to resume from takes precedence.
             **fit_kwargs: more `model.fit` arguments.
 
         Returns:
             A `StagedHistory`.
 
         Raises:
-            StagePlanError: an `AutoPlan` without validation data, or a
-                backup written by another plan.
+            StagePlanError: an `AutoPlan` without validation data, an
+                `initial_epoch` outside the plan, or a backup written by
+                another plan.
         """
         if batch_size is not None and (
             isinstance(batch_size, bool)
@@ -275,6 +277,7 @@ class StagedFineTuner:
                 f"Received: batch_size={batch_size!r}."
             )
         callbacks = _run_callbacks(callbacks, fit_kwargs)
+        self._check_initial_epoch(initial_epoch)
         split = fit_kwargs.get("validation_split") or 0.0
         validated = validation_data is not None or bool(split)
         monitor = self._monitor = self.monitor or (
@@ -420,6 +423,36 @@ class StagedFineTuner:
             )
         history.set_model(self.model)
         return history
+
+    def _check_initial_epoch(self, initial_epoch):
+        """`fit` trains nothing, silently, from an `initial_epoch` at or
+        past its end; a plan refuses one it cannot start from."""
+        if (
+            isinstance(initial_epoch, bool)
+            or not isinstance(initial_epoch, numbers.Integral)
+            or initial_epoch < 0
+        ):
+            raise errors.StagePlanError(
+                "initial_epoch must be an int >= 0 (the 0-based epoch to "
+                f"start at). Received: initial_epoch={initial_epoch!r}."
+            )
+        if not initial_epoch:
+            return
+        if self.auto_plan is not None:
+            raise errors.StagePlanError(
+                "An AutoPlan makes its stages from this run's validation "
+                "results, so it cannot start part-way. Received: "
+                f"initial_epoch={initial_epoch}. Pass backup_dir=... to "
+                "resume an interrupted run, or a list of Stages."
+            )
+        total = sum(s.epochs for s in self.stages)
+        if initial_epoch >= total:
+            raise errors.StagePlanError(
+                f"initial_epoch must be inside the plan's {total} epochs "
+                f"(0 to {total - 1}); from there nothing would train. "
+                f"Received: initial_epoch={initial_epoch}. Pass a smaller "
+                "initial_epoch, or add epochs to the stages."
+            )
 
     def _close_stage(self, index, early, guarded, snapshot, guard, history):
         """Keeps stage `index`, or (guarded) rolls it back when it ended
