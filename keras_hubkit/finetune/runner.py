@@ -4,7 +4,6 @@ import inspect
 import json
 import logging
 import math
-import numbers
 import os
 import re
 
@@ -21,6 +20,7 @@ from keras_hubkit.finetune import callbacks as cb
 from keras_hubkit.finetune import groups as grouping
 from keras_hubkit.finetune.auto import AutoPlan
 from keras_hubkit.finetune.stage import positive_number
+from keras_hubkit.finetune.stage import whole_number
 from keras_hubkit.hub_layer import HubLayer
 
 logger = logging.getLogger(__name__)
@@ -267,11 +267,7 @@ class StagedFineTuner:
                 `initial_epoch` outside the plan, or a backup written by
                 another plan.
         """
-        if batch_size is not None and (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, numbers.Integral)
-            or batch_size < 1
-        ):
+        if batch_size is not None and not whole_number(batch_size, 1):
             raise errors.StagePlanError(
                 "batch_size must be a positive int (or None for 32). "
                 f"Received: batch_size={batch_size!r}."
@@ -427,11 +423,7 @@ class StagedFineTuner:
     def _check_initial_epoch(self, initial_epoch):
         """`fit` trains nothing, silently, from an `initial_epoch` at or
         past its end; a plan refuses one it cannot start from."""
-        if (
-            isinstance(initial_epoch, bool)
-            or not isinstance(initial_epoch, numbers.Integral)
-            or initial_epoch < 0
-        ):
+        if not whole_number(initial_epoch):
             raise errors.StagePlanError(
                 "initial_epoch must be an int >= 0 (the 0-based epoch to "
                 f"start at). Received: initial_epoch={initial_epoch!r}."

@@ -122,10 +122,8 @@ class Stage:
                 "Stage.lr must be a number >= 0 or a LearningRateSchedule. "
                 f"Received: lr={self.lr!r}."
             )
-        if self.early_stopping is not None and (
-            not isinstance(self.early_stopping, int)
-            or isinstance(self.early_stopping, bool)
-            or self.early_stopping < 0
+        if self.early_stopping is not None and not whole_number(
+            self.early_stopping
         ):
             raise errors.StagePlanError(
                 "Stage.early_stopping is a patience in epochs: an int >= 0, "
@@ -191,4 +189,13 @@ def positive_number(value):
         isinstance(value, numbers.Real)
         and not isinstance(value, bool)
         and 0 < value < math.inf
+    )
+
+
+def whole_number(value, least=0):
+    """An int (not a bool) of at least `least`."""
+    return (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and value >= least
     )
