@@ -1,5 +1,7 @@
-"""Shared helpers: interleaved timing, medians, ratios, the machine."""
+"""Shared helpers: the command line, interleaved timing, medians, ratios,
+the machine, and where results go."""
 
+import argparse
 import json
 import os
 import platform
@@ -7,20 +9,56 @@ import statistics
 import sys
 import time
 
+STARTED = time.perf_counter()
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
+# `--quick` results: a first look, never on the results page.
+QUICK_RESULTS = os.path.join(RESULTS, "quick")
 # The real models live outside the repository; HUBKIT_REAL_MODELS names the
 # folder, as for the tests.
 REAL = os.environ.get("HUBKIT_REAL_MODELS") or os.path.join(
     os.path.dirname(ROOT), "shared", "testdata", "real_models"
 )
+MOBILENET = os.path.join(REAL, "mobilenet_v3_small_075_224_feature_vector_5")
 sys.path.insert(0, os.path.join(ROOT, "tests"))  # the fixture builders
 # Measure the checkout these scripts live in, not whichever keras_hubkit
 # the environment installed (an editable install may point elsewhere).
 sys.path.insert(0, ROOT)
+
+
+QUICK_HELP = (
+    "fewer repetitions, for a first look: the results go to "
+    "benchmarks/results/quick/ and never onto the results page"
+)
+
+
+def parser(doc):
+    """The script's command line: its docstring as help, and `--quick`."""
+    result = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    result.add_argument("--quick", action="store_true", help=QUICK_HELP)
+    return result
+
+
+def require_real_model(path):
+    """Exits with a message saying where the real models come from, when
+    `path` (one of them) is missing."""
+    if os.path.isdir(path):
+        return
+    sys.exit(
+        f"This benchmark needs the real MobileNet V3 SavedModel at {path}. "
+        "Set HUBKIT_REAL_MODELS to the folder that holds the real models "
+        "(see benchmarks/README.md) and run it again."
+    )
+
+
+def plural(count, word, many=None):
+    return f"{count} {word if count == 1 else many or word + 's'}"
 
 
 def interleaved(cases, repeats, warmup=2, cpu=None):
@@ -52,8 +90,14 @@ def interleaved(cases, repeats, warmup=2, cpu=None):
 
 
 def stats(samples):
-    """Median and interquartile range (seconds)."""
-    q = statistics.quantiles(samples, n=4) if len(samples) > 1 else [0, 0, 0]
+    """Median and interquartile range (seconds). The quartiles are
+    interpolated between samples ("inclusive"), so with few samples they
+    stay inside the data."""
+    q = (
+        statistics.quantiles(samples, n=4, method="inclusive")
+        if len(samples) > 1
+        else [samples[0]] * 3
+    )
     return {
         "median": statistics.median(samples),
         "p25": q[0],
@@ -100,12 +144,22 @@ def environment():
     }
 
 
-def save(name, results):
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"{name}.json")
+def results_folder(quick=None):
+    if quick is None:
+        quick = "--quick" in sys.argv
+    return QUICK_RESULTS if quick else RESULTS
+
+
+def save(name, results, environment_key="environment"):
+    """Writes `results/<name>.json` (`results/quick/` for `--quick`) with
+    the machine, versions, command, date and the run's wall time."""
+    folder = results_folder()
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.json")
+    env = {**environment(), "seconds": round(time.perf_counter() - STARTED)}
     with open(path, "w") as f:
         json.dump(
-            {"environment": environment(), **results},
+            {**results, environment_key: env},
             f,
             indent=1,
             default=float,

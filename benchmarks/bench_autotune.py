@@ -9,11 +9,12 @@ with the autotuner off. A slow epoch that used no more CPU time than a
 normal one waited rather than worked.
 
     python benchmarks/bench_autotune.py [--quick]
+
+Needs the real MobileNet V3 (HUBKIT_REAL_MODELS).
 """
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -24,9 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-MOBILENET = os.path.join(
-    _common.REAL, "mobilenet_v3_small_075_224_feature_vector_5"
-)
+MOBILENET = _common.MOBILENET
 N, BATCH = 128, 32
 
 
@@ -85,13 +84,13 @@ def epochs_in_one_process(autotune, epochs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = _common.parser(__doc__)
     parser.add_argument(
         "--child", choices=["on", "off"], help=argparse.SUPPRESS
     )
     parser.add_argument("--epochs", type=int, default=12)
     args = parser.parse_args(argv)
+    _common.require_real_model(_common.MOBILENET)
     if args.child:
         print(
             json.dumps(epochs_in_one_process(args.child == "on", args.epochs))

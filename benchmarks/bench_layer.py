@@ -11,16 +11,20 @@ It also records what each path actually does when fine-tuning: trainable
 variables updated, BatchNorm statistics updated, regularization losses
 counted.
 
-    python benchmarks/bench_layer.py [--quick]
+    python benchmarks/bench_layer.py [--quick] [--loops-only]
+
+MobileNet V3 rows need the real models (HUBKIT_REAL_MODELS); without them
+the text and tiny models are measured alone.
 """
 
-import argparse
 import contextlib
 import inspect
 import io
 import json
 import math
 import os
+import re
+import sys
 import tempfile
 import time
 
@@ -33,9 +37,7 @@ import keras_hubkit as hk
 
 import models
 
-MOBILENET = os.path.join(
-    _common.REAL, "mobilenet_v3_small_075_224_feature_vector_5"
-)
+MOBILENET = _common.MOBILENET
 
 
 def model_specs(workdir):
@@ -238,7 +240,7 @@ def what_it_does(path, x):
         try:
             out = model.predict_on_batch(x)
         except Exception as e:  # TFSMLayer fails on some inputs
-            found[name] = {"error": str(e).splitlines()[0][:160]}
+            found[name] = {"error": _why_it_failed(e)}
             continue
         model.compile(keras.optimizers.SGD(0.01), "mse")
         stats = [
@@ -260,6 +262,21 @@ def what_it_does(path, x):
             "publisher_losses": len(getattr(obj, "regularization_losses", [])),
         }
     return found
+
+
+def _why_it_failed(error):
+    """A short reason for the page: Keras wraps the SavedModel's own error
+    under a generic first line."""
+    text = str(error)
+    got = re.search(r"<tf\.Tensor '[^']*' shape=\S+ dtype=(\w+)>", text)
+    wanted = re.search(r"TensorSpec\(.*?dtype=tf\.(\w+)", text)
+    if "matching concrete function" in text and got and wanted:
+        return (
+            f"{type(error).__name__}: the SavedModel takes {wanted[1]} "
+            f"inputs and TFSMLayer passed {got[1]} (no function matches)"
+        )
+    lines = [line for line in text.splitlines() if line.strip()]
+    return f"{type(error).__name__}: {(lines or [''])[-1][:120]}"
 
 
 # -------------------------------------------------- the package's own loops
@@ -644,8 +661,7 @@ def training_loops(name, path, make, quick):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = _common.parser(__doc__)
     parser.add_argument(
         "--loops-only",
         action="store_true",
@@ -710,21 +726,32 @@ def main(argv=None):
             results.setdefault("loops", []).extend(
                 training_loops(name, path, make, args.quick)
             )
+    results.pop("loops_environment", None)
     _common.save("layer", results)
     return results
 
 
 def _loops_only(quick):
-    path = os.path.join(_common.RESULTS, "layer.json")
-    with open(path) as f:
+    """Measures the loops again and keeps the other results (and their
+    environment: the page dates each part by its own run)."""
+    found = [
+        os.path.join(folder, "layer.json")
+        for folder in (_common.results_folder(quick), _common.RESULTS)
+    ]
+    found = [p for p in found if os.path.exists(p)]
+    if not found:
+        sys.exit(
+            "--loops-only keeps the other results of a previous run, and "
+            "there is none: run python benchmarks/bench_layer.py first."
+        )
+    with open(found[0]) as f:
         results = json.load(f)
-    results.pop("environment", None)
     results["loops"] = []
     with tempfile.TemporaryDirectory() as workdir:
         for name, handle, make, _ in model_specs(workdir):
             print(name)
             results["loops"].extend(training_loops(name, handle, make, quick))
-    _common.save("layer", results)
+    _common.save("layer", results, environment_key="loops_environment")
     return results
 
 

@@ -30,7 +30,6 @@ first run (TensorFlow optimizes the graph and creates its kernels).
     python benchmarks/bench_loop_parts.py [--quick]
 """
 
-import argparse
 import os
 import tempfile
 import time
@@ -214,8 +213,7 @@ def step_graphs(name, path, make, batch, repeats):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = _common.parser(__doc__)
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else 7
     lengths = (16, 64) if args.quick else (16, 128)

@@ -1,11 +1,11 @@
 """Peak memory (RSS) of a training run: HubLayer in Keras vs the raw
-SavedModel + tf.function loop, each in its own process.
+SavedModel + tf.function loop, each in its own process, in turns.
 
-    python benchmarks/bench_memory.py
+    python benchmarks/bench_memory.py [--quick]
+
+Needs the real MobileNet V3 (HUBKIT_REAL_MODELS).
 """
 
-import json
-import os
 import subprocess
 import sys
 
@@ -37,9 +37,7 @@ else:
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
-MOBILENET = os.path.join(
-    _common.REAL, "mobilenet_v3_small_075_224_feature_vector_5"
-)
+MOBILENET = _common.MOBILENET
 
 
 def peak(kind):
@@ -47,23 +45,28 @@ def peak(kind):
         [sys.executable, "-c", CHILD, MOBILENET, kind],
         capture_output=True,
         text=True,
-        check=True,
     )
+    if out.returncode:
+        sys.exit(f"The {kind} run failed:\n{out.stderr[-3000:]}")
     return float(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None):
+    args = _common.parser(__doc__).parse_args(argv)
+    _common.require_real_model(MOBILENET)
+    repeats = 1 if args.quick else 3
     runs = {"raw": [], "hubkit": []}
-    for _ in range(2):
+    for i in range(repeats):
         for kind in runs:
+            print(f"run {i + 1}/{repeats}: {kind}", flush=True)
             runs[kind].append(peak(kind))
     raw, ours = min(runs["raw"]), min(runs["hubkit"])
     print(
-        f"peak RSS: raw {raw:.0f} MB, HubLayer {ours:.0f} MB "
-        f"({ours / raw:.2f}x)"
+        f"peak RSS, lowest of {repeats}: raw {raw:.0f} MB, HubLayer "
+        f"{ours:.0f} MB ({ours / raw:.2f}x)"
     )
     _common.save("memory", {"peak_mb": runs, "ratio": ours / raw})
-    return json.dumps(runs)
+    return runs
 
 
 if __name__ == "__main__":

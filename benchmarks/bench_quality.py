@@ -19,10 +19,10 @@ staged uses it to roll back stages that make it worse.
     python benchmarks/bench_quality.py --quick          # a smoke run
     python benchmarks/bench_quality.py                  # 5, 10, 30 labels
                                                         # per class, 3 seeds
+
+Needs the real MobileNet V3 (HUBKIT_REAL_MODELS).
 """
 
-import argparse
-import os
 import statistics
 import time
 
@@ -49,9 +49,7 @@ SIZE = 224
 VAL_PER_CLASS = 10
 TEST_PER_CLASS = 30
 BATCH = 16
-MODEL = os.path.join(
-    _common.REAL, "mobilenet_v3_small_075_224_feature_vector_5"
-)
+MODEL = _common.MOBILENET
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 STAGED = "staged (guarded)"
 
@@ -308,15 +306,14 @@ def render_section(data):
         if rolled is not None:
             lines += [
                 f"Stages rolled back by the guard: {rolled} "
-                f"(over {len(data['seeds'])} runs)."
+                f"(over {_common.plural(len(data['seeds']), 'run')})."
             ]
         lines.append("")
     return lines
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = _common.parser(__doc__)
     parser.add_argument("--seeds", type=int, nargs="+")
     parser.add_argument("--shots", type=int, nargs="+")
     parser.add_argument("--epochs", type=int)
@@ -324,6 +321,7 @@ def main(argv=None):
         "--name", default="quality", help="results/<name>.json to write"
     )
     args = parser.parse_args(argv)
+    _common.require_real_model(_common.MOBILENET)
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     shots_list = args.shots or ([5] if args.quick else [5, 10, 30])
     epochs = args.epochs or (3 if args.quick else 10)

@@ -12,11 +12,11 @@ scores are compared trial by trial with the cached ones. Pass
 `--uncached-trials 20` to run the whole grid both ways.
 
     python benchmarks/bench_search.py [--quick] [--uncached-trials N]
+
+Needs the real MobileNet V3 (HUBKIT_REAL_MODELS).
 """
 
-import argparse
 import gc
-import os
 import statistics
 import tempfile
 import time
@@ -28,9 +28,7 @@ import numpy as np
 
 import keras_hubkit as hk
 
-MOBILENET = os.path.join(
-    _common.REAL, "mobilenet_v3_small_075_224_feature_vector_5"
-)
+MOBILENET = _common.MOBILENET
 EPOCHS = 5
 BATCH = 32
 
@@ -237,10 +235,10 @@ def _ms(stats):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = _common.parser(__doc__)
     parser.add_argument("--uncached-trials", type=int, default=None)
     args = parser.parse_args(argv)
+    _common.require_real_model(_common.MOBILENET)
     trials = 6 if args.quick else 20
     n, n_val = (200, 50) if args.quick else (1000, 250)
     uncached_trials = args.uncached_trials or (2 if args.quick else 4)

@@ -6,7 +6,6 @@ others. Reported as time ratios to `import keras` (< 1: cheaper).
     python benchmarks/bench_startup.py [--quick]
 """
 
-import argparse
 import os
 import subprocess
 import sys
@@ -43,8 +42,7 @@ def _runner(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = _common.parser(__doc__)
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else 9
     times = _common.interleaved(
