@@ -3,6 +3,7 @@ the machine, and where results go."""
 
 import argparse
 import json
+import logging
 import os
 import platform
 import statistics
@@ -12,6 +13,9 @@ import time
 STARTED = time.perf_counter()
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The scripts trace afresh on purpose (every run compiles, as a user's
+# does): TensorFlow's retracing warnings would only hide the figures.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -79,13 +83,16 @@ def interleaved(cases, repeats, warmup=2, cpu=None):
     times = {name: [] for name in cases}
     if cpu is not None:
         cpu.update({name: [] for name in cases})
+    print(f"    {repeats} rounds of {len(cases)}: ", end="", flush=True)
     for _ in range(repeats):
+        print(".", end="", flush=True)
         for name, fn in cases.items():
             start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             times[name].append(time.perf_counter() - start)
             if cpu is not None:
                 cpu[name].append(time.process_time() - start_cpu)
+    print(flush=True)
     return times
 
 

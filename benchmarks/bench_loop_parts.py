@@ -25,7 +25,9 @@ Last, what is left against a hand-written loop: the train step `fit`
 traces (Keras's `train_step`, through the lean function) against the
 hand-written loop's step of `bench_layer.py` (the same model, loss and
 Adam), per model: operations in the graph, time to trace, time of the
-first run (TensorFlow optimizes the graph and creates its kernels).
+first run (TensorFlow optimizes the graph and creates its kernels), and
+then both traced steps over steady epochs of 16 batches, each as its loop
+runs it.
 
     python benchmarks/bench_loop_parts.py [--quick]
 """
@@ -171,6 +173,9 @@ def _timed_first_runs(function, args):
     )
 
 
+EPOCH_STEPS = 16
+
+
 def step_graphs(name, path, make, batch, repeats):
     """Keras's train step against the hand-written loop's, taking turns."""
     n = batch * 2
@@ -185,16 +190,18 @@ def step_graphs(name, path, make, batch, repeats):
     )
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
+    made = {}
+
     def keras_step():
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
         _compat.build_for_fit(model, data.element_spec)
         # The runner's lean train function, the `tf.function` `fit` calls.
         _compat.lean_step_functions(model)
-        function = model.train_function.on_iterator
+        function = made["keras"] = model.train_function.on_iterator
         return _timed_first_runs(function, (iter(data),))
 
     def hand_step():
-        step = hand._step(hand.stages[0])
+        step = made["hand"] = hand._step(hand.stages[0])
         return _timed_first_runs(step, next(iter(data)))
 
     results = {"keras train_step": [], "hand-written step": []}
@@ -202,6 +209,9 @@ def step_graphs(name, path, make, batch, repeats):
         results["keras train_step"].append(keras_step())
         results["hand-written step"].append(hand_step())
     row = {"model": name, "batch": batch, "repeats": repeats}
+    row["steady_epoch"] = _steady_epochs(
+        made, make, batch, EPOCH_STEPS, repeats * 3
+    )
     for key, runs in results.items():
         ops, trace, first = (np.median(v) for v in zip(*runs))
         row[key] = {"ops": int(ops), "trace_ms": trace, "first_run_ms": first}
@@ -210,6 +220,44 @@ def step_graphs(name, path, make, batch, repeats):
             f"first run {first:.0f} ms"
         )
     return row
+
+
+def _steady_epochs(made, make, batch, steps, repeats):
+    """The traced steps again, over epochs of `steps` batches from the
+    same pipeline, each as its loop runs it: Keras's function reads the
+    iterator inside the step, the hand-written loop iterates in Python."""
+    n = batch * steps
+    x, y = make(n), (np.arange(n) % 2).astype("int32")
+    epoch = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).prefetch(1)
+    keras_step, hand_step = made["keras"], made["hand"]
+
+    def keras_epoch():
+        iterator = iter(epoch)
+        for _ in range(steps):
+            logs = keras_step(iterator)
+        float(logs["loss"])
+
+    def hand_epoch():
+        for xb, yb in epoch:
+            loss = hand_step(xb, yb)
+        float(loss)
+
+    times = _common.interleaved(
+        {"keras train_step": keras_epoch, "hand-written step": hand_epoch},
+        repeats,
+        warmup=1,
+    )
+    ratio = _common.ratio(times, "keras train_step", "hand-written step")
+    print(
+        f"  steady epochs of {steps} steps: Keras's step at "
+        f"{_common.fmt_ratio(ratio)} the hand-written step's speed"
+    )
+    return {
+        "steps": steps,
+        "repeats": repeats,
+        "ms": {k: _common.stats(v)["median"] * 1e3 for k, v in times.items()},
+        "ratio": ratio,
+    }
 
 
 def main(argv=None):

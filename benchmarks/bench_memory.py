@@ -6,6 +6,7 @@ SavedModel + tf.function loop, each in its own process, in turns.
 Needs the real MobileNet V3 (HUBKIT_REAL_MODELS).
 """
 
+import os
 import subprocess
 import sys
 
@@ -41,10 +42,15 @@ MOBILENET = _common.MOBILENET
 
 
 def peak(kind):
+    # The child measures this checkout's keras_hubkit, as the scripts do.
+    path = os.pathsep.join(
+        p for p in (_common.ROOT, os.environ.get("PYTHONPATH")) if p
+    )
     out = subprocess.run(
         [sys.executable, "-c", CHILD, MOBILENET, kind],
         capture_output=True,
         text=True,
+        env={**os.environ, "PYTHONPATH": path},
     )
     if out.returncode:
         sys.exit(f"The {kind} run failed:\n{out.stderr[-3000:]}")

@@ -793,12 +793,17 @@ def _step_graph_lines(rows):
         "traces: Keras's `train_step` (its loss container, loss tracker "
         "and metric results) against the hand-written loop's step of "
         "*Training loops* (the same model, loss and Adam), each made afresh "
-        "as every stage makes it, taking turns; medians.",
+        "as every stage makes it, taking turns; medians. Then both traced "
+        "steps over steady epochs of the same pipeline, each as its loop "
+        "runs it (Keras's function reads the iterator inside the step, the "
+        "hand-written loop iterates in Python), taking turns.",
         "",
-        "| model | n | step | operations | trace ms | first run ms |",
-        "|---|---|---|---|---|---|",
+        "| model | n | step | operations | trace ms | first run ms "
+        "| steady epoch ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
+        steady = row.get("steady_epoch") or {"ms": {}}
         for key, label in (
             ("keras train_step", "Keras's `train_step`"),
             ("hand-written step", "hand-written step"),
@@ -806,7 +811,17 @@ def _step_graph_lines(rows):
             d = row[key]
             lines.append(
                 f"| {row['model']} | {row['repeats']} | {label} | {d['ops']} | "
-                f"{d['trace_ms']:.0f} | {d['first_run_ms']:.0f} |"
+                f"{d['trace_ms']:.0f} | {d['first_run_ms']:.0f} | "
+                f"{_cell(steady['ms'].get(key))} |"
+            )
+    lines.append("")
+    for row in rows:
+        steady = row.get("steady_epoch")
+        if steady:
+            lines.append(
+                f"- {row['model']}: over epochs of {steady['steps']} steps, "
+                f"Keras's step runs at {_common.fmt_ratio(steady['ratio'])} "
+                f"the hand-written step's speed (n={steady['repeats']})."
             )
     return [*lines, ""]
 

@@ -93,12 +93,13 @@ def steady(dataset):
     """`dataset` with tf.data's autotuner off.
 
     When `fit` reads the iterator inside its compiled step (as Keras does),
-    the autotuner sometimes left the step's kernels one thread for a whole
-    epoch on 2 cores: twice the wall time for the same CPU time. It comes
-    and goes; `benchmarks/bench_layer.py` (`fit` rows, on and off) and
-    `benchmarks/bench_autotune.py` measure it. Parallel maps still use
-    every core (their parallelism then defaults to the number of cores),
-    and prefetch buffers still grow on demand.
+    epochs with the autotuner on now and then took twice the wall time for
+    the same CPU time on 2 cores, as if the step's kernels had one thread.
+    It comes and goes (`benchmarks/bench_autotune.py` hunts for it;
+    `benchmarks/bench_layer.py` times `fit` on and off), and turning it off
+    costs nothing measurable. Parallel maps still use every core (their
+    parallelism then defaults to the number of cores), and prefetch
+    buffers still grow on demand.
     """
     options = tf.data.Options()
     options.autotune.enabled = False
