@@ -88,7 +88,9 @@ def main(argv=None):
     parser.add_argument(
         "--child", choices=["on", "off"], help=argparse.SUPPRESS
     )
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument(
+        "--epochs", type=int, default=12, help="epochs per process"
+    )
     args = parser.parse_args(argv)
     _common.require_real_model(_common.MOBILENET)
     if args.child:

@@ -98,7 +98,7 @@ def takes_training(obj):
     return "training" in names
 
 
-def raw_path(path, x, bn_updates=True):
+def raw_path(path, x, bn_updates=True, jit_compile=False):
     """The floor. With `bn_updates=False` the train step calls the model
     with `training=False` (no batch statistics, no BatchNorm updates), the
     work `TFSMLayer` does when it trains."""
@@ -109,11 +109,11 @@ def raw_path(path, x, bn_updates=True):
     def call(inputs, training):
         return obj(inputs, training=training) if has_training else obj(inputs)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def predict(inputs):
         return call(inputs, False)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def train(inputs):
         with tf.GradientTape() as tape:
             out = call(inputs, bn_updates)
@@ -141,13 +141,13 @@ def raw_path(path, x, bn_updates=True):
     }
 
 
-def keras_path(layer, x, target, keras_module=None):
+def keras_path(layer, x, target, keras_module=None, **compile_kwargs):
     """A one-layer Sequential of `keras_module` (Keras 3 or tf_keras)."""
     if keras_module is None:
         import keras as keras_module
 
     model = keras_module.Sequential([layer])
-    model.compile(keras_module.optimizers.SGD(0.001), "mse")
+    model.compile(keras_module.optimizers.SGD(0.001), "mse", **compile_kwargs)
     model.predict_on_batch(x)
     data = tf.data.Dataset.from_tensors((x, target)).repeat(5)
     # The same data with tf.data's autotuner off: see FIT_STEADY.
@@ -526,17 +526,23 @@ class _BareStepModel(keras.Sequential):
 
 
 class _EpochTimes(keras.callbacks.Callback):
-    """Records epoch times after each `fit`'s first epoch (which traces).
-    Every `fit` sets the callbacks' params, also for a staged run, whose
-    run callbacks see `on_train_begin` once."""
+    """Records epoch times after each `fit`'s first epoch (which traces),
+    and the steps per call each `fit` ran. Every `fit` sets the callbacks'
+    params, also for a staged run, whose run callbacks see
+    `on_train_begin` once."""
 
-    def __init__(self, times):
+    def __init__(self, times, steps_per_call=None):
         super().__init__()
         self.times = times
+        self.steps_per_call = (
+            steps_per_call if steps_per_call is not None else []
+        )
 
     def set_params(self, params):
         super().set_params(params)
         self.first = True
+        if self.model is not None:
+            self.steps_per_call.append(int(self.model.steps_per_execution))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
@@ -566,14 +572,20 @@ def training_loops(name, path, make, quick):
         cases[f"raw {plan}"] = raw.run
     model_f = _classifier(path)
     model_f(x[:1])
-    timer_f = _EpochTimes(epoch_times.setdefault("fine_tune", []))
+    steps_per_call = {}
+    timer_f = _EpochTimes(
+        epoch_times.setdefault("fine_tune", []),
+        steps_per_call.setdefault("fine_tune", []),
+    )
 
     def staged_run(key, model_class=keras.Sequential):
         model = _classifier(
             path, model_class, name=model_class.__name__.strip("_")
         )
         model(x[:1])
-        timer = _EpochTimes(epoch_times.setdefault(key, []))
+        timer = _EpochTimes(
+            epoch_times.setdefault(key, []), steps_per_call.setdefault(key, [])
+        )
 
         def staged():
             hk.finetune.StagedFineTuner(
@@ -626,6 +638,7 @@ def training_loops(name, path, make, quick):
                 "loop": plan,
                 "raw": raw,
                 "what_if": plan == BARE_STEP,
+                "steps_per_call": max(steps_per_call.get(plan) or [0]) or None,
                 "examples": n,
                 "batch": batch,
                 "epochs": epochs,
@@ -654,7 +667,7 @@ def training_loops(name, path, make, quick):
             + (
                 _common.fmt_ratio(row["vs_raw_epoch"])
                 if steady
-                else "not timed (fine_tune takes no callbacks)"
+                else "not timed (no steady epoch)"
             )
         )
     return rows

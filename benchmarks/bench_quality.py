@@ -314,9 +314,18 @@ def render_section(data):
 
 def main(argv=None):
     parser = _common.parser(__doc__)
-    parser.add_argument("--seeds", type=int, nargs="+")
-    parser.add_argument("--shots", type=int, nargs="+")
-    parser.add_argument("--epochs", type=int)
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help="seeds (default 0 1 2)"
+    )
+    parser.add_argument(
+        "--shots",
+        type=int,
+        nargs="+",
+        help="labelled patches per class (default 5 10 30)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, help="epochs per method (default 10)"
+    )
     parser.add_argument(
         "--name", default="quality", help="results/<name>.json to write"
     )

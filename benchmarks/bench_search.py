@@ -1,15 +1,16 @@
-"""keras-tuner: a realistic head-only search on MobileNet V3 with cached
-features against the same search uncached (same trials, same scores), the
-fixed cost of a cached trial in milliseconds, and the cost of rebuilding a
-MobileNet-sized HubLayer per trial.
+"""keras-tuner: a head-only search the size of a real one, on MobileNet V3,
+with cached features against the same search uncached (same trials, same
+scores), the fixed cost of a cached trial in milliseconds, and the cost of
+rebuilding a MobileNet-sized HubLayer per trial.
 
 The search: GridSearch over head width and depth and label smoothing, 20
 trials of 5 epochs on 1,000 training and 250 validation images (a
-learnable colour task). Uncached trials run the base on every batch, so
-by default only the first `--uncached-trials` (4) of the same grid run
-uncached; their time per trial is what the speed-up compares, and their
-scores are compared trial by trial with the cached ones. Pass
-`--uncached-trials 20` to run the whole grid both ways.
+synthetic task: noise images whose class shows in their colour balance).
+Uncached trials run the base on every batch, so by default only the first
+`--uncached-trials` (4) of the same grid run uncached; their time per
+trial is what the speed-up compares, and their scores are compared trial
+by trial with the cached ones. Pass `--uncached-trials 20` to run the
+whole grid both ways.
 
     python benchmarks/bench_search.py [--quick] [--uncached-trials N]
 
@@ -236,7 +237,12 @@ def _ms(stats):
 
 def main(argv=None):
     parser = _common.parser(__doc__)
-    parser.add_argument("--uncached-trials", type=int, default=None)
+    parser.add_argument(
+        "--uncached-trials",
+        type=int,
+        default=None,
+        help="trials of the grid also run uncached (default 4; 2 quick)",
+    )
     args = parser.parse_args(argv)
     _common.require_real_model(_common.MOBILENET)
     trials = 6 if args.quick else 20

@@ -29,6 +29,7 @@ SCRIPTS = [
     "bench_memory.py",
     "bench_loop_parts.py",
     "bench_autotune.py",
+    "bench_precision.py",
 ]
 PAGE = os.path.join(_common.ROOT, "docs", "benchmarks.md")
 IMPORTTIME = (
@@ -36,11 +37,11 @@ IMPORTTIME = (
 )
 # Why the page may have no GPU rows.
 GPU_NOTE = (
-    "No GPU rows: the machine that ran these scripts had no GPU. On a "
-    "machine with a GPU and TensorFlow, `python benchmarks/bench_layer.py` "
-    "runs unchanged and measures HubLayer, TFSMLayer and the raw floor "
-    "there (with or without `mixed_float16` and `jit_compile` set by the "
-    "user)."
+    "No GPU rows: no machine with a GPU has run these scripts. On one, "
+    "`python benchmarks/bench_precision.py` measures HubLayer, TFSMLayer "
+    "and the raw floor for predict, train and `fit`, in float32 and "
+    "`mixed_float16`, with and without `jit_compile` (it is checked on a "
+    "CPU, where it measures the tiny model alone)."
 )
 # The sections of the page, in order: (results name, renderer); the
 # renderers are defined below.
@@ -54,6 +55,7 @@ SECTIONS = (
     "memory",
     "loop_parts",
     "autotune",
+    "precision",
 )
 
 
@@ -105,17 +107,20 @@ def write_page(folder=None, page=PAGE):
         "",
         "Every figure comes from a script in `benchmarks/`; each section "
         "names its script, the command and date of the run it comes from, "
-        "and how long that run took. Comparisons are ratios of medians "
-        "measured in one process, interleaved (A B A B ...), because these "
-        "machines are noisy, with their spread (low-high: the ratio's "
-        "range over the interquartile ranges of both sides) and the number "
-        "of repetitions (*n*); other figures (milliseconds, megabytes) are "
-        "medians unless the section says otherwise. The scripts measure "
-        "the checkout they live in. Reproduce everything with:",
+        "and when that run finished and how long it took. Comparisons are "
+        "ratios of medians, the cases taking turns (A B A B ...) because "
+        "these machines are noisy: in one process, or in fresh processes "
+        "for start-up and memory; with their spread (low-high: the "
+        "ratio's range over the interquartile ranges of both sides) and "
+        "the number of repetitions (*n*). Where a section uses another "
+        "statistic (memory: the lowest of a few runs; the autotuner: "
+        "counts of slow epochs) it says so. The scripts measure the "
+        "checkout they live in. Reproduce everything with:",
         "",
         "```bash",
         'pip install -e ".[test,bench]"   # bench: tf_keras, '
-        "tensorflow_hub, scikit-image",
+        "tensorflow_hub, scikit-image; tf-keras must match your "
+        "TensorFlow's version",
         "export HUBKIT_REAL_MODELS=...    # the real models "
         "(benchmarks/README.md)",
         "python benchmarks/run_all.py",
@@ -134,6 +139,7 @@ def write_page(folder=None, page=PAGE):
         "memory": _memory_section,
         "loop_parts": _loop_parts_section,
         "autotune": _autotune_section,
+        "precision": _precision_section,
     }
     for name in SECTIONS:
         results = data["layer" if name == "loops" else name]
@@ -145,17 +151,8 @@ def write_page(folder=None, page=PAGE):
     print(f"wrote {page}")
 
 
-# The results each script writes (`results/<name>.json`).
-SCRIPT_RESULTS = (
-    "layer",
-    "startup",
-    "load",
-    "search",
-    "quality",
-    "memory",
-    "loop_parts",
-    "autotune",
-)
+# The results each script writes: bench_<name>.py, results/<name>.json.
+SCRIPT_RESULTS = tuple(s[len("bench_") : -len(".py")] for s in SCRIPTS)
 
 
 def _machine(data):
@@ -184,7 +181,9 @@ def _run(env, peers=False):
         )
     took = f", took {_duration(env['seconds'])}" if env.get("seconds") else ""
     command = _script(env["command"])
-    return f"*Run:* `python {command}` on {env['date']}{took}; {versions}."
+    return (
+        f"*Run:* `python {command}`, finished {env['date']}{took}; {versions}."
+    )
 
 
 def _script(command):
@@ -222,9 +221,10 @@ def _targets_section(data):
         "",
         "The targets of the performance rounds, each with the figure that "
         "decides it (rows marked *First round* are the first round's, the "
-        "others the second's). **met**: the whole "
-        "spread is on the target's side; *met by the median*: the median "
-        "is, and the spread crosses the target; *not met*: the median is "
+        "others the second's). **met** (or **explained**): the whole "
+        "spread is on the target's side; *met by the median* (*explained "
+        "by the median*): the median is, and the spread crosses the "
+        "target, so this run cannot decide it; *not met*: the median is "
         "not.",
         "",
         "| target | status | figure |",
@@ -308,10 +308,13 @@ def _fit_finding(layer, autotune=None):
     if "tfsm" not in vs or "raw" not in cpu:
         return target, "not measured", "TFSMLayer or CPU time not measured"
     bn_cost = ms["raw"] / ms["raw_no_bn"]
-    at_floor = cpu["raw"]["ratio"] >= 0.95
-    # TFSMLayer skips the BatchNorm work: HubLayer may trail it by as much
-    # as that work costs the floor.
-    by_work = vs["tfsm"]["ratio"] >= 0.95 / bn_cost
+    # HubLayer at the floor in CPU time, and trailing TFSMLayer by no more
+    # than the BatchNorm work TFSMLayer skips costs the floor.
+    verdicts = [
+        _verdict(cpu["raw"], 0.95),
+        _verdict(vs["tfsm"], 0.95 / bn_cost),
+    ]
+    worst = min(verdicts, key=_VERDICTS.index)
     text = (
         f"Per epoch of `fit` (batch 32, tf.data's autotuner on, Keras's "
         f"default), HubLayer runs at {_common.fmt_ratio(vs['raw'])} the "
@@ -328,7 +331,11 @@ def _fit_finding(layer, autotune=None):
         + _retrace_text(row)
         + f" ({row['repeats']} interleaved calls each.)"
     )
-    status = "**explained**" if at_floor and by_work else "partly explained"
+    status = {
+        "**met**": "**explained**",
+        "*met by the median*": "*explained by the median*",
+        "not met": "not explained",
+    }[worst]
     return target, status, text
 
 
@@ -417,13 +424,14 @@ def _gpu_target(data):
         "GPU rows: predict, train, `fit`, with and without `mixed_float16` "
         "and `jit_compile`"
     )
-    gpus = [
-        d["environment"]["gpu"]
-        for d in data.values()
-        if d and d["environment"].get("gpu")
-    ]
-    if gpus:
-        return target, "not measured", "a GPU ran these scripts; see below"
+    precision = data.get("precision")
+    if precision and precision.get("gpu"):
+        gpus = ", ".join(precision["environment"]["gpu"])
+        return (
+            target,
+            "**measured**",
+            f"on {gpus}: see *Precision and XLA*",
+        )
     return target, "not measured", GPU_NOTE
 
 
@@ -566,11 +574,14 @@ def _layer_findings(layer):
     met = [r for r in layer["cases"] if r["vs"]["raw"]["ratio"] >= 0.98]
     return (
         f"At ≥ 0.98x the raw call: {len(met)} of {len(layer['cases'])} "
-        "cases. The gap elsewhere is Keras's own per-call machinery "
-        "(`train_on_batch`/`fit` build logs, metrics and callbacks; "
-        "TFSMLayer pays it too) plus the work the peers skip: HubLayer runs "
-        "the SavedModel in training mode, so BatchNorm statistics update, "
-        "and adds the regularization losses. Worst case: "
+        "cases. The raw floor does the same work as HubLayer (training "
+        "mode with BatchNorm updates, the regularization losses), so the "
+        "gap to it is Keras's own per-call machinery (`train_on_batch` and "
+        "`fit` build logs, metrics and callbacks; TFSMLayer pays it too), "
+        "largest where a call does little work (the tiny model). The gap "
+        "between HubLayer and the peers is also the work they skip: "
+        "TFSMLayer runs the model with `training=False` and drops its "
+        "regularization losses. Worst case: "
         f"{worst['model']}, batch {worst['batch']}, {worst['kind']}: "
         f"{_common.fmt_ratio(worst['vs']['raw'])}."
     )
@@ -643,16 +654,18 @@ def _loops_section(layer):
         "",
         _run(layer.get("loops_environment") or layer["environment"]),
         "",
-        "| model | loop | examples | batch | epochs | n | run ms (raw) "
-        "| vs raw, run | vs raw, run (CPU) | vs raw, steady epoch |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | loop | examples | batch | epochs | steps per call | n "
+        "| run ms (raw) | vs raw, run | vs raw, run (CPU) "
+        "| vs raw, steady epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in loops:
         raw = row.get("raw", f"raw {row['loop']}")
         epoch = row.get("vs_raw_epoch")
         lines.append(
             f"| {row['model']} | {row['loop']} | {row['examples']} | "
-            f"{row['batch']} | {row['epochs']} | {row['repeats']} | "
+            f"{row['batch']} | {row['epochs']} | "
+            f"{row.get('steps_per_call') or '—'} | {row['repeats']} | "
             f"{row['run_ms'][row['loop']]:.0f} ({row['run_ms'][raw]:.0f}) | "
             f"{_common.fmt_ratio(row['vs_raw_run'])} | "
             f"{_common.fmt_ratio(row['vs_raw_run_cpu'])} | "
@@ -711,15 +724,20 @@ _LOOPS_NOTE = [
     "runs several steps per call only when its steps save more than "
     "Keras's step loops are predicted to cost to compile.",
     "",
-    "What is left is Keras's own cost per stage, paid by every "
-    "`model.fit`: `compile`, and a `train_step` that takes longer to "
-    "trace and to run for the first time than a bare `tf.function` step "
-    "(its loss container, loss tracker and metric results add about a "
-    "third more operations to the step's graph: *Parts of the training "
-    "loop* measures it), per stage, where a run of the small models is a "
-    "few hundred milliseconds. `fine_tune` pays it twice (two stages). Runs "
-    "of a few epochs are mostly compiling, so the per-run ratios are the "
-    "worst case; longer runs approach the steady-epoch ratios.",
+    "What is left is Keras's own: per stage, paid by every `model.fit`, "
+    "`compile` and a `train_step` that takes longer to trace and to run "
+    "for the first time than a bare `tf.function` step (its loss "
+    "container, loss tracker and metric results add about a third more "
+    "operations to the step's graph), where a run of the small models "
+    "lasts a few hundred milliseconds (`fine_tune` pays it twice: two "
+    "stages); and per epoch, what `fit` does around the steps (a new "
+    "iterator, callbacks, metric results), where an epoch of the small "
+    "models lasts tens of milliseconds. The compiled step itself runs "
+    "at least as fast as the hand-written one by the median (*Parts of "
+    "the training loop*); the per-epoch part is not measured on its "
+    "own. *steps per call*: the most steps the package's loop ran per "
+    "compiled call (`steps_per_execution`, chosen by the runner); the "
+    "hand-written loop runs one.",
 ]
 
 
@@ -796,7 +814,8 @@ def _step_graph_lines(rows):
         "as every stage makes it, taking turns; medians. Then both traced "
         "steps over steady epochs of the same pipeline, each as its loop "
         "runs it (Keras's function reads the iterator inside the step, the "
-        "hand-written loop iterates in Python), taking turns.",
+        "hand-written loop iterates in Python), taking turns. *n* counts "
+        "the traces; the steady epochs' own *n* is given under the table.",
         "",
         "| model | n | step | operations | trace ms | first run ms "
         "| steady epoch ms |",
@@ -875,6 +894,56 @@ def _autotune_finding(on, off):
     )
 
 
+def _precision_section(data):
+    rows = data.get("rows") or []
+    if not rows:
+        return []
+    device = (
+        "GPU " + ", ".join(data["environment"]["gpu"])
+        if data.get("gpu")
+        else "CPU only (no GPU): the tiny model alone"
+    )
+    lines = [
+        "## Precision and XLA",
+        "",
+        "`python benchmarks/bench_precision.py`: the paths of *HubLayer "
+        "against its peers*, in float32 and `mixed_float16` (the global "
+        "dtype policy; `compile` then scales the loss), with and without "
+        "`jit_compile`; milliseconds per call (median of *n* interleaved "
+        "calls) and HubLayer's speed relative to the raw floor with the "
+        f"same `jit_compile`. Device: {device}.",
+        "",
+        _run(data["environment"]),
+        "",
+        "| model | batch | policy | jit_compile | kind | n | raw | HubLayer "
+        "| TFSMLayer | vs raw |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ms = row["ms"]
+        tfsm = (
+            _cell(ms.get("tfsm"))
+            if "tfsm" in ms
+            else "cannot run"
+            if row.get("cannot_run", {}).get("tfsm")
+            else "—"
+        )
+        lines.append(
+            f"| {row['model']} | {row['batch']} | {row['policy']} | "
+            f"{row['jit_compile']} | {row['kind']} | {row['repeats']} | "
+            f"{ms['raw']:.2f} | {ms['hubkit']:.2f} | {tfsm} | "
+            f"{_common.fmt_ratio(row['vs_raw']['hubkit'])} |"
+        )
+    reasons = {
+        r["cannot_run"]["tfsm"]
+        for r in rows
+        if r.get("cannot_run", {}).get("tfsm")
+    }
+    if reasons:
+        lines += ["", "TFSMLayer cannot run: " + "; ".join(sorted(reasons))]
+    return [*lines, ""]
+
+
 def _load_section(data):
     cold, link = data["cold"], data.get("cold_link")
     r = data["warm_speed_ratio"]
@@ -925,11 +994,14 @@ def _search_section(data):
         "## Search",
         "",
         "`python benchmarks/bench_search.py`: a head-only keras-tuner "
-        f"GridSearch on MobileNet V3 (head width and depth, label smoothing): "
+        "GridSearch on MobileNet V3 (head width and depth, label "
+        "smoothing) over synthetic images (noise, the class in the colour "
+        "balance), the size of a real search: "
         f"{data['trials']} trials of {data['epochs']} epochs, batch "
         f"{data['batch_size']}, {data['examples']} training and "
         f"{data['validation_examples']} validation images; the objective is "
-        "the validation loss.",
+        "the validation loss, which includes the trial's label smoothing "
+        "(so trials without smoothing score lower by construction).",
         "",
         _run(data["environment"]),
         "",

@@ -1,0 +1,116 @@
+"""The GPU rows: HubLayer, TFSMLayer and the raw floor for predict, a train
+step and `fit`, in float32 and `mixed_float16`, with and without XLA
+(`jit_compile`).
+
+Written for a machine with a GPU. It runs on a CPU too, where mixed
+precision has no fast kernels and XLA compiles MobileNet V3's training
+step for minutes, so without a GPU it measures the tiny model alone.
+
+The paths are those of `bench_layer.py` (a one-layer Keras model with the
+SavedModel, `mse` against zeros, SGD; the raw floor a `tf.function` over
+`tf.saved_model.load`), made per setting: the Keras paths under the
+global dtype policy (`mixed_float16` also makes `compile` scale the loss)
+and with `compile(jit_compile=...)`, the raw floor with
+`tf.function(jit_compile=...)`. The SavedModel computes in float32 in
+every path (HubLayer casts its inputs to the dtype the model was traced
+with), so the raw floor's rows differ only by XLA.
+
+    python benchmarks/bench_precision.py [--quick]
+
+MobileNet V3 needs the real models (HUBKIT_REAL_MODELS).
+"""
+
+import tempfile
+
+import _common
+import keras
+import tensorflow as tf
+from bench_layer import _why_it_failed
+from bench_layer import keras_path
+from bench_layer import model_specs
+from bench_layer import raw_path
+
+import keras_hubkit as hk
+
+SETTINGS = (
+    ("float32", False),
+    ("float32", True),
+    ("mixed_float16", False),
+    ("mixed_float16", True),
+)
+KINDS = ("predict", "train", "fit")
+
+
+def _paths(path, x, jit, failures):
+    paths = {"raw": raw_path(path, x, jit_compile=jit)}
+    target = paths["raw"]["target"]
+    paths["hubkit"] = keras_path(
+        hk.HubLayer(path, trainable=True), x, target, jit_compile=jit
+    )
+    try:
+        tfsm = keras.layers.TFSMLayer(path, call_endpoint="__call__")
+        paths["tfsm"] = keras_path(tfsm, x, target, jit_compile=jit)
+    except Exception as e:  # TFSMLayer fails on some models and policies
+        failures["tfsm"] = _why_it_failed(e)
+        print(f"    TFSMLayer cannot run here: {failures['tfsm']}")
+    return paths
+
+
+def measure(name, path, x, repeats):
+    rows = []
+    for policy, jit in SETTINGS:
+        print(f"  {policy}, jit_compile={jit}", flush=True)
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            failures = {}
+            paths = _paths(path, x, jit, failures)
+            for kind in KINDS:
+                cases = {p: v[kind] for p, v in paths.items()}
+                times = _common.interleaved(cases, repeats, warmup=1)
+                row = {
+                    "model": name,
+                    "batch": int(x.shape[0]),
+                    "policy": policy,
+                    "jit_compile": jit,
+                    "kind": kind,
+                    "repeats": repeats,
+                    "cannot_run": failures,
+                    "ms": {
+                        p: _common.stats(t)["median"] * 1e3
+                        for p, t in times.items()
+                    },
+                    "vs_raw": {
+                        p: _common.ratio(times, p, "raw")
+                        for p in times
+                        if p != "raw"
+                    },
+                }
+                rows.append(row)
+                said = (f"{p} {ms:.2f} ms" for p, ms in row["ms"].items())
+                print(f"    {kind:7} " + "  ".join(said))
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+    return rows
+
+
+def main(argv=None):
+    args = _common.parser(__doc__).parse_args(argv)
+    repeats = 3 if args.quick else 15
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, path, make, batches in model_specs(workdir):
+            kind = name.split(":")[0]
+            if kind == "text":
+                continue  # string inputs: no float16, and no XLA kernel
+            if kind == "image" and (args.quick or not gpu):
+                print(f"{name}: skipped ({'--quick' if gpu else 'no GPU'})")
+                continue
+            print(name)
+            rows += measure(name, path, make(batches[-1]), repeats)
+    _common.save("precision", {"rows": rows, "gpu": gpu})
+    return rows
+
+
+if __name__ == "__main__":
+    main()
