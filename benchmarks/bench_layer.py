@@ -275,6 +275,16 @@ def _why_it_failed(error):
             f"{type(error).__name__}: the SavedModel takes {wanted[1]} "
             f"inputs and TFSMLayer passed {got[1]} (no function matches)"
         )
+    cast = re.search(
+        r"Can not cast TensorSpec\(.*?dtype=tf\.(\w+).*?\) to "
+        r"TensorSpec\(.*?dtype=tf\.(\w+)",
+        text,
+    )
+    if cast:
+        return (
+            f"{type(error).__name__}: the SavedModel takes {cast[2]} "
+            f"inputs and TFSMLayer passed {cast[1]} (no function matches)"
+        )
     lines = [line for line in text.splitlines() if line.strip()]
     return f"{type(error).__name__}: {(lines or [''])[-1][:120]}"
 

@@ -4,8 +4,8 @@
     python benchmarks/run_all.py --quick    # a first look (see below)
     python benchmarks/run_all.py --report   # the page from results/*.json
 
-A full run takes over an hour on 2 CPUs; the page gives each section's
-run time. `--quick` runs every script with fewer repetitions into
+A full run takes about 40 minutes on 2 CPUs; the page gives each
+section's run time. `--quick` runs every script with fewer repetitions into
 benchmarks/results/quick/ and writes its page there
 (benchmarks/results/quick/benchmarks.md): quick results never reach
 docs/benchmarks.md. The MobileNet V3 benchmarks need the real models
@@ -119,12 +119,14 @@ def write_page(folder=None, page=PAGE):
         "",
         "```bash",
         'pip install -e ".[test,bench]"   # bench: tf_keras, '
-        "tensorflow_hub, scikit-image; tf-keras must match your "
-        "TensorFlow's version",
+        "tensorflow_hub, scikit-image",
         "export HUBKIT_REAL_MODELS=...    # the real models "
         "(benchmarks/README.md)",
         "python benchmarks/run_all.py",
         "```",
+        "",
+        "tf-keras follows TensorFlow's version: install the one that "
+        "matches yours, or pip may replace TensorFlow.",
         "",
         *_machine(data),
         *_targets_section(data),
