@@ -4,7 +4,9 @@ step and `fit`, in float32 and `mixed_float16`, with and without XLA
 
 Written for a machine with a GPU. It runs on a CPU too, where mixed
 precision has no fast kernels and XLA compiles MobileNet V3's training
-step for minutes, so without a GPU it measures the tiny model alone.
+step for minutes, so without a GPU (and with `--quick` anywhere) it
+measures the tiny model alone. The text model is always left out: its
+string inputs have no float16 form and no XLA kernel.
 
 The paths are those of `bench_layer.py` (a one-layer Keras model with the
 SavedModel, `mse` against zeros, SGD; the raw floor a `tf.function` over
@@ -12,8 +14,12 @@ SavedModel, `mse` against zeros, SGD; the raw floor a `tf.function` over
 global dtype policy (`mixed_float16` also makes `compile` scale the loss)
 and with `compile(jit_compile=...)`, the raw floor with
 `tf.function(jit_compile=...)`. The SavedModel computes in float32 in
-every path (HubLayer casts its inputs to the dtype the model was traced
-with), so the raw floor's rows differ only by XLA.
+every path (a TF Hub model is traced in float32, and HubLayer casts its
+inputs to that dtype), so `mixed_float16` changes only the Keras side:
+the rows show what the policy costs around a float32 SavedModel, not a
+float16 speed-up; the raw floor's rows differ only by XLA. TFSMLayer
+cannot run under `mixed_float16` (it passes float16 inputs to the
+float32 SavedModel), which the results record.
 
     python benchmarks/bench_precision.py [--quick]
 

@@ -4,7 +4,7 @@
     python benchmarks/run_all.py --quick    # a first look (see below)
     python benchmarks/run_all.py --report   # the page from results/*.json
 
-A full run takes about 40 minutes on 2 CPUs; the page gives each
+A full run takes about 50 minutes on 2 CPUs; the page gives each
 section's run time. `--quick` runs every script with fewer repetitions into
 benchmarks/results/quick/ and writes its page there
 (benchmarks/results/quick/benchmarks.md): quick results never reach
@@ -38,10 +38,12 @@ IMPORTTIME = (
 # Why the page may have no GPU rows.
 GPU_NOTE = (
     "No GPU rows: no machine with a GPU has run these scripts. On one, "
-    "`python benchmarks/bench_precision.py` measures HubLayer, TFSMLayer "
-    "and the raw floor for predict, train and `fit`, in float32 and "
-    "`mixed_float16`, with and without `jit_compile` (it is checked on a "
-    "CPU, where it measures the tiny model alone)."
+    "`python benchmarks/bench_precision.py` measures predict, train and "
+    "`fit` with and without `jit_compile`, for HubLayer and TFSMLayer "
+    "under the float32 and `mixed_float16` policies and for the raw "
+    "floor (float32 only: the SavedModel computes in float32 in every "
+    "path); see *Precision and XLA*, which on this machine has the tiny "
+    "model alone, on the CPU."
 )
 # The sections of the page, in order: (results name, renderer); the
 # renderers are defined below.
@@ -110,7 +112,8 @@ def write_page(folder=None, page=PAGE):
         "and when that run finished and how long it took. Comparisons are "
         "ratios of medians, the cases taking turns (A B A B ...) because "
         "these machines are noisy: in one process, or in fresh processes "
-        "for start-up and memory; with their spread (low-high: the "
+        "for start-up and memory (the search is the exception: see its "
+        "section); with their spread (low-high: the "
         "ratio's range over the interquartile ranges of both sides) and "
         "the number of repetitions (*n*). Where a section uses another "
         "statistic (memory: the lowest of a few runs; the autotuner: "
@@ -126,7 +129,10 @@ def write_page(folder=None, page=PAGE):
         "```",
         "",
         "tf-keras follows TensorFlow's version: install the one that "
-        "matches yours, or pip may replace TensorFlow.",
+        "matches yours, or pip may replace TensorFlow. Each section's "
+        "*Run:* line gives the command that made it (`run_all.py` runs "
+        "each script's defaults; `bench_layer.py --loops-only` measures "
+        "the training loops again and keeps the rest).",
         "",
         *_machine(data),
         *_targets_section(data),
@@ -145,7 +151,9 @@ def write_page(folder=None, page=PAGE):
     }
     for name in SECTIONS:
         results = data["layer" if name == "loops" else name]
-        if results:
+        if name == "loops" and results:
+            lines += _loops_section(results, data["loop_parts"])
+        elif results:
             lines += renderers[name](results)
     os.makedirs(os.path.dirname(page), exist_ok=True)
     with open(page, "w") as f:
@@ -158,13 +166,25 @@ SCRIPT_RESULTS = tuple(s[len("bench_") : -len(".py")] for s in SCRIPTS)
 
 
 def _machine(data):
-    """The machine, once: every run on the page was made on it."""
-    found = [d["environment"] for d in data.values() if d]
+    """The machines the runs on the page were made on."""
+    found = []
+    for d in data.values():
+        if d:
+            env = d["environment"]
+            gpu = ", GPU " + ", ".join(env["gpu"]) if env["gpu"] else ", no GPU"
+            machine = f"{env['machine']}, {env['cpus']} CPUs{gpu}"
+            if machine not in found:
+                found.append(machine)
     if not found:
         return []
-    env = found[0]
-    gpu = ", GPU " + ", ".join(env["gpu"]) if env["gpu"] else ", no GPU"
-    return [f"Machine: {env['machine']}, {env['cpus']} CPUs{gpu}.", ""]
+    if len(found) == 1:
+        return [f"Machine: {found[0]}.", ""]
+    return [
+        "Machines (a section's *Run:* line names its GPU, if any): "
+        + "; ".join(found)
+        + ".",
+        "",
+    ]
 
 
 def _run(env, peers=False):
@@ -182,6 +202,8 @@ def _run(env, peers=False):
             f"tensorflow_hub {v.get('tensorflow_hub') or 'not installed'}"
         )
     took = f", took {_duration(env['seconds'])}" if env.get("seconds") else ""
+    if env.get("gpu"):
+        versions += "; GPU " + ", ".join(env["gpu"])
     command = _script(env["command"])
     return (
         f"*Run:* `python {command}`, finished {env['date']}{took}; {versions}."
@@ -331,7 +353,11 @@ def _fit_finding(layer, autotune=None):
         + _autotune_clause(autotune)
         + " "
         + _retrace_text(row)
-        + f" ({row['repeats']} interleaved calls each.)"
+        + f" ({row['repeats']} interleaved calls each.) Explained means: "
+        "HubLayer's CPU-time ratio to the floor at ≥ 0.95x, and its ratio "
+        f"to TFSMLayer at ≥ 0.95 / {bn_cost:.2f} = {0.95 / bn_cost:.2f}x "
+        "(no more behind than the skipped work costs), by the spread rule "
+        "above."
     )
     status = {
         "**met**": "**explained**",
@@ -620,7 +646,7 @@ def _startup_section(data):
     ]
 
 
-def _loops_section(layer):
+def _loops_section(layer, parts=None):
     loops = layer.get("loops")
     if not loops:
         return []
@@ -673,7 +699,15 @@ def _loops_section(layer):
             f"{_common.fmt_ratio(row['vs_raw_run_cpu'])} | "
             f"{_common.fmt_ratio(epoch) if epoch else '—'} |"
         )
-    return [*lines, "", *_LOOPS_NOTE, *_what_if_lines(loops), ""]
+    return [
+        *lines,
+        "",
+        _LOOPS_DONE,
+        "",
+        _loops_left(parts),
+        *_what_if_lines(loops),
+        "",
+    ]
 
 
 def _what_if_lines(loops):
@@ -702,45 +736,67 @@ def _what_if_lines(loops):
         "The *what-if* rows show how much of that a train step of our own "
         "would win back, per run: " + "; ".join(said) + ". Where the two "
         "spreads overlap, the difference is within this machine's noise: "
-        "a train step of our own would not reliably close the gap. The "
-        "trace and first run of Keras's `train_step` against the "
-        "hand-written step are measured in *Parts of the training loop*.",
+        "a train step of our own would not reliably close the gap. There "
+        "is no what-if row for `fine_tune`. The trace and first run of "
+        "Keras's `train_step` against the hand-written step are measured "
+        "in *Parts of the training loop*.",
     ]
 
 
 # What the runner does for speed, and what is left (each part measured by
 # `bench_loop_parts.py`; no figure here).
-_LOOPS_NOTE = [
-    "What the package's loops do to run at the hand-written loop's speed "
-    "(*Parts of the training loop* below measures each against its "
-    "alternative): each stage traces its train step once (the optimizer's "
-    "and metrics' variables are created before `fit` traces it; created "
-    "inside, they make TensorFlow trace the whole step twice); with one "
-    "step per call, `fit` and `evaluate` get "
-    "lean step functions (one `tf.function` that reads the batch and "
-    "calls the model's `train_step`, where Keras's own nest two, run them "
-    "through the distribution strategy and unwrap an `Optional` after "
-    "every call); training and validation arrays are fed through a "
-    "prefetched `tf.data` pipeline with tf.data's autotuner off (see "
-    "*tf.data's autotuner*), shuffled in a buffer when small; and a stage "
-    "runs several steps per call only when its steps save more than "
-    "Keras's step loops are predicted to cost to compile.",
-    "",
-    "What is left is Keras's own: per stage, paid by every `model.fit`, "
-    "`compile` and a `train_step` that takes longer to trace and to run "
-    "for the first time than a bare `tf.function` step (its loss "
-    "container, loss tracker and metric results add about a third more "
-    "operations to the step's graph), where a run of the small models "
-    "lasts a few hundred milliseconds (`fine_tune` pays it twice: two "
-    "stages); and per epoch, what `fit` does around the steps (a new "
-    "iterator, callbacks, metric results), where an epoch of the small "
-    "models lasts tens of milliseconds. The compiled step itself runs "
-    "at least as fast as the hand-written one by the median (*Parts of "
-    "the training loop*); the per-epoch part is not measured on its "
-    "own. *steps per call*: the most steps the package's loop ran per "
-    "compiled call (`steps_per_execution`, chosen by the runner); the "
-    "hand-written loop runs one.",
-]
+_LOOPS_DONE = (
+    "What the package's loops do for speed (*Parts of the training loop* "
+    "below measures the lean functions, the pipeline and several steps "
+    "per call against their alternatives): each stage traces its train "
+    "step once (the optimizer's and metrics' variables are created before "
+    "`fit` traces it; created inside, they make TensorFlow trace the whole "
+    "step twice); with one step per call, `fit` and `evaluate` get lean "
+    "step functions (one `tf.function` that reads the batch and calls the "
+    "model's `train_step`, where Keras's own nest two, run them through "
+    "the distribution strategy and unwrap an `Optional` after every "
+    "call); training and validation arrays are fed through a prefetched "
+    "`tf.data` pipeline with tf.data's autotuner off (see *tf.data's "
+    "autotuner*), shuffled in a buffer when small; and a stage runs "
+    "several steps per call only when its steps save more than Keras's "
+    "step loops are predicted to cost to compile. *steps per call*: the "
+    "most steps the package's loop ran per compiled call "
+    "(`steps_per_execution`, chosen by the runner); the hand-written loop "
+    "runs one."
+)
+
+
+def _loops_left(parts):
+    """What is left against the hand-written loop, with the figures of
+    `bench_loop_parts.py` where it ran."""
+    steps = (parts or {}).get("steps") or []
+    graph = "".join(
+        f": {row['model']}, {row['keras train_step']['ops']} operations "
+        f"against {row['hand-written step']['ops']}"
+        for row in steps[:1]
+    )
+    steady = [
+        f"{row['model']}: {_common.fmt_ratio(row['steady_epoch']['ratio'])}"
+        for row in steps
+        if row.get("steady_epoch")
+    ]
+    return (
+        "What is left is Keras's own. Per stage, paid by every `model.fit`: "
+        "`compile`, and a `train_step` that takes longer to trace and to "
+        "run for the first time than a bare `tf.function` step (its loss "
+        "container, loss tracker and metric results add operations to the "
+        f"step's graph{graph}); `fine_tune` pays it twice (two stages). Per "
+        "epoch: what `fit` does around the steps (a new iterator, "
+        "callbacks, metric results), which is not measured on its own."
+        + (
+            " The compiled step itself, over an epoch, runs at "
+            + "; ".join(steady)
+            + " the hand-written step's speed (*Parts of the training "
+            "loop*)."
+            if steady
+            else ""
+        )
+    )
 
 
 def _loop_parts_section(data):
@@ -909,11 +965,17 @@ def _precision_section(data):
         "## Precision and XLA",
         "",
         "`python benchmarks/bench_precision.py`: the paths of *HubLayer "
-        "against its peers*, in float32 and `mixed_float16` (the global "
-        "dtype policy; `compile` then scales the loss), with and without "
-        "`jit_compile`; milliseconds per call (median of *n* interleaved "
-        "calls) and HubLayer's speed relative to the raw floor with the "
-        f"same `jit_compile`. Device: {device}.",
+        "against its peers*, under the float32 and `mixed_float16` global "
+        "dtype policies, with and without `jit_compile`; milliseconds per "
+        "call (median of *n* interleaved calls) and HubLayer's speed "
+        "relative to the raw floor with the same `jit_compile`. The "
+        "SavedModel computes in float32 in every path (a TF Hub model is "
+        "traced in float32; HubLayer casts its inputs to that dtype), so "
+        "under `mixed_float16` only the Keras side changes (the casts, and "
+        "the loss scaling `compile` adds): these rows show what the policy "
+        "costs around a float32 SavedModel, not a float16 speed-up. The "
+        "raw floor has no policy: its rows differ only by `jit_compile`. "
+        f"Device: {device}.",
         "",
         _run(data["environment"]),
         "",
@@ -1034,12 +1096,19 @@ def _search_section(data):
         )
         + f". The {data['uncached_trials']} trials run both ways score the "
         f"same (largest difference {data['max_score_difference']:.1e}; "
-        f"their best validation loss {data['best_score']['uncached']:.4f} "
-        f"uncached, {data['best_score']['cached']:.4f} cached). The best "
-        f"of all {data['trials']} cached trials scored "
-        f"{_best_cached(data):.2e}, and the model `get_best_models` "
-        "returns re-evaluates to "
-        f"{data['best_model_evaluation']:.2e} on the validation images.",
+        f"their best validation loss {data['best_score']['uncached']:.2e} "
+        f"uncached, {data['best_score']['cached']:.2e} cached)"
+        + (
+            f"; the best of all {data['trials']} cached trials scored "
+            f"{_best_cached(data):.2e}"
+            if partial
+            else ""
+        )
+        + ". The model `get_best_models` returns re-evaluates to "
+        f"{data['best_model_evaluation']:.2e} on the validation images. "
+        "The searches run one after another (cached, the hand-written "
+        "trials, uncached), not in turns, and each spread below is over "
+        "different trials (new and seen head shapes), not repeats of one.",
         f"- Fixed cost of a cached trial (its time beyond {data['epochs']} "
         f"steady epochs of {data['steady_epoch_ms']:.0f} ms): "
         f"**{data['fixed_ms']['median']:.0f} ms** "
@@ -1056,8 +1125,7 @@ def _search_section(data):
         "these trials.",
         *_hand_written_line(data),
         f"- Rebuilding a MobileNet HubLayer per trial costs "
-        f"{data['rebuild_seconds']:.2f} s; trials never re-download "
-        "(disk cache) nor re-scan (the scan report is reused).",
+        f"{data['rebuild_seconds']:.2f} s.",
         "",
     ]
 
@@ -1095,8 +1163,8 @@ def _by_shape(data, hand):
         f"hand-written loop's speed); a new shape about {new:.0f} ms "
         f"({hand['median'] * 1e3 / new:.2f}x): its head's train and "
         "validation functions are traced (Keras's `train_step` and "
-        "`test_step`, heavier to trace than the hand-written loop's step), "
-        "where a seen shape reuses them."
+        "`test_step`; *Parts of the training loop* compares their trace "
+        "with a hand-written step's), where a seen shape reuses them."
     )
 
 
