@@ -113,6 +113,11 @@ def stats(samples):
     }
 
 
+def median_ms(times):
+    """Each case's median in milliseconds (`times`: name -> seconds)."""
+    return {name: stats(t)["median"] * 1e3 for name, t in times.items()}
+
+
 def ratio(times, ours, peer):
     """Speed of `ours` relative to `peer` (>1: ours is faster), with the
     ratio's spread from the interquartile ranges."""

@@ -714,10 +714,7 @@ def main(argv=None):
                         "model": name,
                         "batch": batch,
                         "kind": kind,
-                        "ms": {
-                            p: _common.stats(t)["median"] * 1e3
-                            for p, t in times.items()
-                        },
+                        "ms": _common.median_ms(times),
                         "vs": {
                             p: _common.ratio(times, "hubkit", p)
                             for p in times

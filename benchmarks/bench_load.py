@@ -73,9 +73,7 @@ def main(argv=None):
     _common.save(
         "load",
         {
-            "warm_ms": {
-                k: _common.stats(v)["median"] * 1e3 for k, v in times.items()
-            },
+            "warm_ms": _common.median_ms(times),
             "warm_speed_ratio": warm,
             "repeats": repeats,
             "scan_ms": _common.stats(scan_times["scan"])["median"] * 1e3,

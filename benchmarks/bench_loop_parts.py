@@ -134,7 +134,7 @@ def measure(name, path, make, batch, lengths, repeats):
         for variant in ("default", *VARIANTS)
     }
     times = _common.interleaved(cases, repeats, warmup=1)
-    ms = {k: _common.stats(v)["median"] * 1e3 for k, v in times.items()}
+    ms = _common.median_ms(times)
     short, long = lengths
     row = {
         "model": name,
@@ -255,7 +255,7 @@ def _steady_epochs(made, make, batch, steps, repeats):
     return {
         "steps": steps,
         "repeats": repeats,
-        "ms": {k: _common.stats(v)["median"] * 1e3 for k, v in times.items()},
+        "ms": _common.median_ms(times),
         "ratio": ratio,
     }
 

@@ -81,10 +81,7 @@ def measure(name, path, x, repeats):
                     "kind": kind,
                     "repeats": repeats,
                     "cannot_run": failures,
-                    "ms": {
-                        p: _common.stats(t)["median"] * 1e3
-                        for p, t in times.items()
-                    },
+                    "ms": _common.median_ms(times),
                     "vs_raw": {
                         p: _common.ratio(times, p, "raw")
                         for p in times
