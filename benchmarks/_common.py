@@ -49,19 +49,21 @@ def parser(doc):
     return result
 
 
-def require_real_model(path):
+def require_real_model():
     """Exits with a message saying where the real models come from, when
-    `path` (one of them) is missing."""
-    if os.path.isdir(path):
+    MobileNet V3 is missing."""
+    if os.path.isdir(MOBILENET):
         return
     sys.exit(
-        f"This benchmark needs the real MobileNet V3 SavedModel at {path}. "
+        f"This benchmark needs the real MobileNet V3 SavedModel at "
+        f"{MOBILENET}. "
         "Set HUBKIT_REAL_MODELS to the folder that holds the real models "
         "(see benchmarks/README.md) and run it again."
     )
 
 
 def plural(count, word, many=None):
+    """`1 run`, `3 runs` (`many`: an irregular plural)."""
     return f"{count} {word if count == 1 else many or word + 's'}"
 
 

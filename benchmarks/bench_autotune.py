@@ -92,7 +92,7 @@ def main(argv=None):
         "--epochs", type=int, default=12, help="epochs per process"
     )
     args = parser.parse_args(argv)
-    _common.require_real_model(_common.MOBILENET)
+    _common.require_real_model()
     if args.child:
         print(
             json.dumps(epochs_in_one_process(args.child == "on", args.epochs))

@@ -31,7 +31,7 @@ LINK_BYTES_PER_S = 10e6
 def main(argv=None):
     parser = _common.parser(__doc__)
     args = parser.parse_args(argv)
-    _common.require_real_model(_common.MOBILENET)
+    _common.require_real_model()
     repeats = 5 if args.quick else 25
     path = MOBILENET
 

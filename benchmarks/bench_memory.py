@@ -59,7 +59,7 @@ def peak(kind):
 
 def main(argv=None):
     args = _common.parser(__doc__).parse_args(argv)
-    _common.require_real_model(MOBILENET)
+    _common.require_real_model()
     repeats = 1 if args.quick else 3
     runs = {"raw": [], "hubkit": []}
     for i in range(repeats):

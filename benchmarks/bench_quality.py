@@ -330,7 +330,7 @@ def main(argv=None):
         "--name", default="quality", help="results/<name>.json to write"
     )
     args = parser.parse_args(argv)
-    _common.require_real_model(_common.MOBILENET)
+    _common.require_real_model()
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     shots_list = args.shots or ([5] if args.quick else [5, 10, 30])
     epochs = args.epochs or (3 if args.quick else 10)

@@ -245,7 +245,7 @@ def main(argv=None):
         help="trials of the grid also run uncached (default all 20; 2 quick)",
     )
     args = parser.parse_args(argv)
-    _common.require_real_model(_common.MOBILENET)
+    _common.require_real_model()
     trials = 6 if args.quick else 20
     n, n_val = (200, 50) if args.quick else (1000, 250)
     uncached_trials = args.uncached_trials or (2 if args.quick else trials)

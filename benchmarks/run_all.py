@@ -42,22 +42,8 @@ GPU_NOTE = (
     "`fit` with and without `jit_compile`, for HubLayer and TFSMLayer "
     "under the float32 and `mixed_float16` policies and for the raw "
     "floor (float32 only: the SavedModel computes in float32 in every "
-    "path); see *Precision and XLA*, which on this machine has the tiny "
-    "model alone, on the CPU."
-)
-# The sections of the page, in order: (results name, renderer); the
-# renderers are defined below.
-SECTIONS = (
-    "layer",
-    "loops",
-    "startup",
-    "load",
-    "search",
-    "quality",
-    "memory",
-    "loop_parts",
-    "autotune",
-    "precision",
+    "path). Without a GPU it measures the tiny model alone, on the CPU "
+    "(*Precision and XLA*, where it ran)."
 )
 
 
@@ -108,8 +94,8 @@ def write_page(folder=None, page=PAGE):
         "# Benchmarks",
         "",
         "Every figure comes from a script in `benchmarks/`; each section "
-        "names its script, the command and date of the run it comes from, "
-        "and when that run finished and how long it took. Comparisons are "
+        "names its script, the command of the run it comes from, when that "
+        "run finished and how long it took. Comparisons are "
         "ratios of medians, the cases taking turns (A B A B ...) because "
         "these machines are noisy: in one process, or in fresh processes "
         "for start-up and memory (the search is the exception: see its "
@@ -137,24 +123,21 @@ def write_page(folder=None, page=PAGE):
         *_machine(data),
         *_targets_section(data),
     ]
-    renderers = {
-        "layer": _layer_section,
-        "loops": _loops_section,
-        "startup": _startup_section,
-        "load": _load_section,
-        "search": _search_section,
-        "quality": _quality_section,
-        "memory": _memory_section,
-        "loop_parts": _loop_parts_section,
-        "autotune": _autotune_section,
-        "precision": _precision_section,
-    }
-    for name in SECTIONS:
-        results = data["layer" if name == "loops" else name]
-        if name == "loops" and results:
-            lines += _loops_section(results, data["loop_parts"])
-        elif results:
-            lines += renderers[name](results)
+    sections = (  # (results name, renderer), in the page's order
+        ("layer", _layer_section),
+        ("layer", lambda layer: _loops_section(layer, data["loop_parts"])),
+        ("startup", _startup_section),
+        ("load", _load_section),
+        ("search", _search_section),
+        ("quality", _quality_section),
+        ("memory", _memory_section),
+        ("loop_parts", _loop_parts_section),
+        ("autotune", _autotune_section),
+        ("precision", _precision_section),
+    )
+    for name, render in sections:
+        if data[name]:
+            lines += render(data[name])
     os.makedirs(os.path.dirname(page), exist_ok=True)
     with open(page, "w") as f:
         f.write("\n".join(lines) + "\n")
