@@ -148,14 +148,25 @@ def environment():
         except ImportError:
             versions[name] = None
     gpus = tf.config.list_physical_devices("GPU")
+    if gpus:  # the CUDA and cuDNN this TensorFlow was built against
+        built = tf.sysconfig.get_build_info()
+        versions["cuda"] = built.get("cuda_version")
+        versions["cudnn"] = built.get("cudnn_version")
     return {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpus": os.cpu_count(),
-        "gpu": [g.name for g in gpus],
+        "gpu": [_gpu_name(g) for g in gpus],
         "versions": versions,
         "command": " ".join(sys.argv),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
+
+
+def _gpu_name(device):
+    import tensorflow as tf
+
+    details = tf.config.experimental.get_device_details(device)
+    return details.get("device_name") or device.name
 
 
 def results_folder(quick=None):

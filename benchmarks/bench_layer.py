@@ -268,7 +268,7 @@ def _why_it_failed(error):
     """A short reason for the page: Keras wraps the SavedModel's own error
     under a generic first line."""
     text = str(error)
-    got = re.search(r"<tf\.Tensor '[^']*' shape=\S+ dtype=(\w+)>", text)
+    got = re.search(r"<tf\.Tensor '[^']*' shape=\([^)]*\) dtype=(\w+)>", text)
     wanted = re.search(r"TensorSpec\(.*?dtype=tf\.(\w+)", text)
     if "matching concrete function" in text and got and wanted:
         return (

@@ -21,7 +21,11 @@ float16 speed-up; the raw floor's rows differ only by XLA. TFSMLayer
 cannot run under `mixed_float16` (it passes float16 inputs to the
 float32 SavedModel), which the results record.
 
-    python benchmarks/bench_precision.py [--quick]
+    python benchmarks/bench_precision.py [--quick] [--setup TEXT]
+
+`--setup` records how the machine got its TensorFlow and CUDA libraries,
+where that is not a plain `pip install tensorflow[and-cuda]`; the results
+page prints it beside the rows.
 
 MobileNet V3 needs the real models (HUBKIT_REAL_MODELS).
 """
@@ -62,8 +66,9 @@ def _paths(path, x, jit, failures):
     return paths
 
 
-def measure(name, path, x, repeats):
-    rows = []
+def measure(name, path, x, repeats, rows, keep):
+    """Appends a row per setting and kind to `rows`, calling `keep()`
+    after each setting, so that a run cut short keeps what it measured."""
     for policy, jit in SETTINGS:
         print(f"  {policy}, jit_compile={jit}", flush=True)
         keras.mixed_precision.set_global_policy(policy)
@@ -93,25 +98,43 @@ def measure(name, path, x, repeats):
                 print(f"    {kind:7} " + "  ".join(said))
         finally:
             keras.mixed_precision.set_global_policy("float32")
-    return rows
+        keep()
 
 
 def main(argv=None):
-    args = _common.parser(__doc__).parse_args(argv)
+    parser = _common.parser(__doc__)
+    parser.add_argument(
+        "--setup", default="", help="how TensorFlow and CUDA got there"
+    )
+    args = parser.parse_args(argv)
     repeats = 3 if args.quick else 15
     gpu = bool(tf.config.list_physical_devices("GPU"))
+    # A GPU run keeps its own results beside the CPU's.
+    name = "precision_gpu" if gpu else "precision"
     rows = []
+
+    def keep(complete=False):
+        _common.save(
+            name,
+            {
+                "rows": rows,
+                "gpu": gpu,
+                "setup": args.setup,
+                "complete": complete,
+            },
+        )
+
     with tempfile.TemporaryDirectory() as workdir:
-        for name, path, make, batches in model_specs(workdir):
-            kind = name.split(":")[0]
+        for model, path, make, batches in model_specs(workdir):
+            kind = model.split(":")[0]
             if kind == "text":
                 continue  # string inputs: no float16, and no XLA kernel
             if kind == "image" and (args.quick or not gpu):
-                print(f"{name}: skipped ({'--quick' if gpu else 'no GPU'})")
+                print(f"{model}: skipped ({'--quick' if gpu else 'no GPU'})")
                 continue
-            print(name)
-            rows += measure(name, path, make(batches[-1]), repeats)
-    _common.save("precision", {"rows": rows, "gpu": gpu})
+            print(model)
+            measure(model, path, make(batches[-1]), repeats, rows, keep)
+    keep(complete=True)
     return rows
 
 

@@ -90,6 +90,8 @@ def _load(name, folder=None):
 def write_page(folder=None, page=PAGE):
     """The results page from the results in `folder`."""
     data = {name: _load(name, folder) for name in SCRIPT_RESULTS}
+    # bench_precision.py keeps a GPU run's results beside the CPU's.
+    data["precision_gpu"] = _load("precision_gpu", folder)
     lines = [
         "# Benchmarks",
         "",
@@ -134,6 +136,7 @@ def write_page(folder=None, page=PAGE):
         ("loop_parts", _loop_parts_section),
         ("autotune", _autotune_section),
         ("precision", _precision_section),
+        ("precision_gpu", _precision_section),
     )
     for name, render in sections:
         if data[name]:
@@ -187,6 +190,10 @@ def _run(env, peers=False):
     took = f", took {_duration(env['seconds'])}" if env.get("seconds") else ""
     if env.get("gpu"):
         versions += "; GPU " + ", ".join(env["gpu"])
+        if v.get("cuda"):
+            versions += (
+                f" (TensorFlow built for CUDA {v['cuda']}, cuDNN {v['cudnn']})"
+            )
     command = _script(env["command"])
     return (
         f"*Run:* `python {command}`, finished {env['date']}{took}; {versions}."
@@ -435,13 +442,28 @@ def _gpu_target(data):
         "GPU rows: predict, train, `fit`, with and without `mixed_float16` "
         "and `jit_compile`"
     )
-    precision = data.get("precision")
+    precision = data.get("precision_gpu")
     if precision and precision.get("gpu"):
         gpus = ", ".join(precision["environment"]["gpu"])
+        found = []
+        for kind in ("predict", "train", "fit"):
+            ratios = [
+                r["vs_raw"]["hubkit"]["ratio"]
+                for r in precision["rows"]
+                if r["model"].startswith("image") and r["kind"] == kind
+            ]
+            if ratios:
+                found.append(f"{kind} {min(ratios):.2f}-{max(ratios):.2f}x")
+        summary = (
+            f" MobileNet V3 with HubLayer against the raw floor, over the "
+            f"four settings: {', '.join(found)}."
+            if found
+            else ""
+        )
         return (
             target,
             "**measured**",
-            f"on {gpus}: see *Precision and XLA*",
+            f"on {gpus}: see *Precision and XLA on the GPU*.{summary}",
         )
     return target, "not measured", GPU_NOTE
 
@@ -935,6 +957,41 @@ def _autotune_finding(on, off):
     )
 
 
+def _gpu_notes(data):
+    """What a GPU run's rows need beside them: how the machine got its
+    TensorFlow, and what the `fit` rows compare."""
+    if not data.get("gpu"):
+        return []
+    lines = []
+    if data.get("setup"):
+        lines += [f"Setup: {data['setup']}.", ""]
+    fit = _precision_row(data, "tiny", "float32", False, "fit")
+    lines.append(
+        "The `fit` rows time five steps of `fit` over a `tf.data` dataset "
+        "in host memory, so each step also copies its batch to the GPU, "
+        "against five raw steps on a batch already there; HubLayer and "
+        "TFSMLayer pay this alike."
+    )
+    if fit:
+        lines[-1] += (
+            f" `fit`'s own cost per call shows on the tiny model: "
+            f"{fit['ms']['hubkit']:.1f} ms for HubLayer against "
+            f"{fit['ms']['raw']:.1f} ms raw (float32, no XLA)."
+        )
+    return [*lines, ""]
+
+
+def _precision_row(data, model, policy, jit, kind):
+    for row in data.get("rows") or []:
+        if row["model"].startswith(model) and (
+            row["policy"],
+            row["jit_compile"],
+            row["kind"],
+        ) == (policy, jit, kind):
+            return row
+    return None
+
+
 def _precision_section(data):
     rows = data.get("rows") or []
     if not rows:
@@ -944,8 +1001,9 @@ def _precision_section(data):
         if data.get("gpu")
         else "CPU only (no GPU): the tiny model alone"
     )
+    title = "Precision and XLA" + (" on the GPU" if data.get("gpu") else "")
     lines = [
-        "## Precision and XLA",
+        f"## {title}",
         "",
         "`python benchmarks/bench_precision.py`: the paths of *HubLayer "
         "against its peers*, under the float32 and `mixed_float16` global "
@@ -962,6 +1020,7 @@ def _precision_section(data):
         "",
         _run(data["environment"]),
         "",
+        *_gpu_notes(data),
         "| model | batch | policy | jit_compile | kind | n | raw | HubLayer "
         "| TFSMLayer | vs raw |",
         "|---|---|---|---|---|---|---|---|---|---|",
