@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -153,13 +154,19 @@ def environment():
         versions["cuda"] = built.get("cuda_version")
         versions["cudnn"] = built.get("cudnn_version")
     return {
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "machine": _machine(),
         "cpus": os.cpu_count(),
         "gpu": [_gpu_name(g) for g in gpus],
         "versions": versions,
-        "command": " ".join(sys.argv),
+        "command": _command(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
+
+
+def _machine():
+    """The architecture, and the processor where it says more."""
+    machine, processor = platform.machine(), platform.processor()
+    return machine if processor in ("", machine) else f"{machine} {processor}"
 
 
 def _gpu_name(device):
@@ -191,6 +198,25 @@ def save(name, results, environment_key="environment"):
         )
     print(f"wrote {path}")
     return path
+
+
+def discard(name):
+    """Removes `results/<name>.json` (of this run's kind), if any."""
+    path = os.path.join(results_folder(), f"{name}.json")
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def _command():
+    """The command line as typed, quoted so that it can be run again; a
+    `--setup` text is kept in the results themselves, not repeated here."""
+    args = list(sys.argv)
+    for i, arg in enumerate(args):
+        if arg == "--setup" and i + 1 < len(args):
+            args[i + 1] = "TEXT"
+        elif arg.startswith("--setup="):
+            args[i] = "--setup=TEXT"
+    return shlex.join(args)
 
 
 def fmt_ratio(r):

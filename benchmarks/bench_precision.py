@@ -24,8 +24,12 @@ float32 SavedModel), which the results record.
     python benchmarks/bench_precision.py [--quick] [--setup TEXT]
 
 `--setup` records how the machine got its TensorFlow and CUDA libraries,
-where that is not a plain `pip install tensorflow[and-cuda]`; the results
-page prints it beside the rows.
+where that is not a plain `pip install "tensorflow[and-cuda]"`; the
+results page prints it beside the rows. A finished run writes
+`results/precision.json`, or `results/precision_gpu.json` on a GPU (the
+page shows both). After each setting the rows so far go to the same name
+with `_partial`, so a run cut short (a time limit on a lent machine)
+keeps what it measured without replacing the last finished run's.
 
 MobileNet V3 needs the real models (HUBKIT_REAL_MODELS).
 """
@@ -109,20 +113,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else 15
     gpu = bool(tf.config.list_physical_devices("GPU"))
+    if gpu and not args.quick:
+        _common.require_real_model()  # MobileNet V3 is what a GPU run is for
     # A GPU run keeps its own results beside the CPU's.
     name = "precision_gpu" if gpu else "precision"
     rows = []
 
     def keep(complete=False):
-        _common.save(
-            name,
-            {
-                "rows": rows,
-                "gpu": gpu,
-                "setup": args.setup,
-                "complete": complete,
-            },
-        )
+        results = {"rows": rows, "gpu": gpu, "setup": args.setup}
+        if complete:
+            _common.save(name, results)
+            _common.discard(f"{name}_partial")
+        else:
+            _common.save(f"{name}_partial", results)
 
     with tempfile.TemporaryDirectory() as workdir:
         for model, path, make, batches in model_specs(workdir):

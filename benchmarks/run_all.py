@@ -158,7 +158,9 @@ def _machine(data):
         if d:
             env = d["environment"]
             gpu = ", GPU " + ", ".join(env["gpu"]) if env["gpu"] else ", no GPU"
-            machine = f"{env['machine']}, {env['cpus']} CPUs{gpu}"
+            # Older results repeat the architecture as the processor.
+            arch = " ".join(dict.fromkeys(env["machine"].split()))
+            machine = f"{arch}, {env['cpus']} CPUs{gpu}"
             if machine not in found:
                 found.append(machine)
     if not found:
@@ -191,9 +193,8 @@ def _run(env, peers=False):
     if env.get("gpu"):
         versions += "; GPU " + ", ".join(env["gpu"])
         if v.get("cuda"):
-            versions += (
-                f" (TensorFlow built for CUDA {v['cuda']}, cuDNN {v['cudnn']})"
-            )
+            cudnn = f", cuDNN {v['cudnn']}" if v.get("cudnn") else ""
+            versions += f" (TensorFlow built for CUDA {v['cuda']}{cudnn})"
     command = _script(env["command"])
     return (
         f"*Run:* `python {command}`, finished {env['date']}{took}; {versions}."
@@ -443,29 +444,32 @@ def _gpu_target(data):
         "and `jit_compile`"
     )
     precision = data.get("precision_gpu")
-    if precision and precision.get("gpu"):
-        gpus = ", ".join(precision["environment"]["gpu"])
-        found = []
-        for kind in ("predict", "train", "fit"):
-            ratios = [
-                r["vs_raw"]["hubkit"]["ratio"]
-                for r in precision["rows"]
-                if r["model"].startswith("image") and r["kind"] == kind
-            ]
-            if ratios:
-                found.append(f"{kind} {min(ratios):.2f}-{max(ratios):.2f}x")
-        summary = (
-            f" MobileNet V3 with HubLayer against the raw floor, over the "
-            f"four settings: {', '.join(found)}."
-            if found
-            else ""
-        )
-        return (
-            target,
-            "**measured**",
-            f"on {gpus}: see *Precision and XLA on the GPU*.{summary}",
-        )
-    return target, "not measured", GPU_NOTE
+    if not (precision and precision.get("gpu")):
+        return target, "not measured", GPU_NOTE
+    gpus = ", ".join(precision["environment"]["gpu"])
+    found = []
+    for kind in ("predict", "train", "fit"):
+        ratios = [
+            r["vs_raw"]["hubkit"]["ratio"]
+            for r in precision["rows"]
+            if r["model"].startswith("image") and r["kind"] == kind
+        ]
+        if ratios:
+            found.append(f"{kind} {min(ratios):.2f}x to {max(ratios):.2f}x")
+    summary = (
+        " MobileNet V3, HubLayer's speed against the raw floor, the lowest "
+        "and highest median over the policy and `jit_compile` settings: "
+        f"{'; '.join(found)} (`fit` also pays `fit`'s own cost per call "
+        "and a copy of each batch to the GPU, which the raw floor does not; "
+        "TFSMLayer pays them alike)."
+        if found
+        else ""
+    )
+    return (
+        target,
+        "measured (no ratio target)",
+        f"on {gpus}: see *Precision and XLA on the GPU*.{summary}",
+    )
 
 
 def _per_call_target(layer):
@@ -957,28 +961,52 @@ def _autotune_finding(on, off):
     )
 
 
-def _gpu_notes(data):
-    """What a GPU run's rows need beside them: how the machine got its
-    TensorFlow, and what the `fit` rows compare."""
-    if not data.get("gpu"):
-        return []
+def _precision_notes(data):
+    """What the rows need beside them: how the machine got its TensorFlow,
+    what was added after the run, what the `fit` rows compare on a GPU, and
+    how far the raw floor moved between its repeated rows."""
     lines = []
     if data.get("setup"):
-        lines += [f"Setup: {data['setup']}.", ""]
+        lines += [f"Setup: {data['setup'].rstrip('.')}.", ""]
+    if data.get("annotations"):
+        added = "; ".join(a.rstrip(".") for a in data["annotations"])
+        lines += [f"*Added after the run:* {added}.", ""]
     fit = _precision_row(data, "tiny", "float32", False, "fit")
-    lines.append(
-        "The `fit` rows time five steps of `fit` over a `tf.data` dataset "
-        "in host memory, so each step also copies its batch to the GPU, "
-        "against five raw steps on a batch already there; HubLayer and "
-        "TFSMLayer pay this alike."
-    )
-    if fit:
-        lines[-1] += (
-            f" `fit`'s own cost per call shows on the tiny model: "
-            f"{fit['ms']['hubkit']:.1f} ms for HubLayer against "
-            f"{fit['ms']['raw']:.1f} ms raw (float32, no XLA)."
+    if data.get("gpu"):
+        note = (
+            "The `fit` rows time five steps of `fit` over a `tf.data` "
+            "dataset in host memory, so each step also copies its batch to "
+            "the GPU, against five raw steps on a batch already there; "
+            "HubLayer and TFSMLayer pay this alike."
         )
-    return [*lines, ""]
+        if fit:
+            note += (
+                f" `fit`'s own cost per call shows on the tiny model: "
+                f"{fit['ms']['hubkit']:.1f} ms for HubLayer against "
+                f"{fit['ms']['raw']:.1f} ms raw (float32, no XLA)."
+            )
+        lines += [note, ""]
+    drift = _raw_drift(data.get("rows") or [])
+    if drift:
+        lines += [
+            f"The raw floor does the same work under both policies, yet its "
+            f"medians differ by up to {drift:.0%} between them: differences "
+            "between the float32 and `mixed_float16` ratios smaller than "
+            "that are noise.",
+            "",
+        ]
+    return lines
+
+
+def _raw_drift(rows):
+    """The largest relative difference between the raw floor's medians of
+    the same model, `jit_compile` and kind under the two policies."""
+    by_case = {}
+    for r in rows:
+        key = (r["model"], r["jit_compile"], r["kind"])
+        by_case.setdefault(key, []).append(r["ms"]["raw"])
+    spreads = [max(v) / min(v) - 1 for v in by_case.values() if len(v) > 1]
+    return max(spreads, default=None)
 
 
 def _precision_row(data, model, policy, jit, kind):
@@ -997,9 +1025,9 @@ def _precision_section(data):
     if not rows:
         return []
     device = (
-        "GPU " + ", ".join(data["environment"]["gpu"])
+        ""
         if data.get("gpu")
-        else "CPU only (no GPU): the tiny model alone"
+        else " Device: CPU only (no GPU): the tiny model alone."
     )
     title = "Precision and XLA" + (" on the GPU" if data.get("gpu") else "")
     lines = [
@@ -1015,12 +1043,12 @@ def _precision_section(data):
         "under `mixed_float16` only the Keras side changes (the casts, and "
         "the loss scaling `compile` adds): these rows show what the policy "
         "costs around a float32 SavedModel, not a float16 speed-up. The "
-        "raw floor has no policy: its rows differ only by `jit_compile`. "
-        f"Device: {device}.",
+        "raw floor has no policy: its rows differ only by `jit_compile`."
+        f"{device}",
         "",
         _run(data["environment"]),
         "",
-        *_gpu_notes(data),
+        *_precision_notes(data),
         "| model | batch | policy | jit_compile | kind | n | raw | HubLayer "
         "| TFSMLayer | vs raw |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -1040,13 +1068,17 @@ def _precision_section(data):
             f"{ms['raw']:.2f} | {ms['hubkit']:.2f} | {tfsm} | "
             f"{_common.fmt_ratio(row['vs_raw']['hubkit'])} |"
         )
-    reasons = {
-        r["cannot_run"]["tfsm"]
-        for r in rows
-        if r.get("cannot_run", {}).get("tfsm")
-    }
+    reasons = {}  # model -> why TFSMLayer cannot run it, in table order
+    for r in rows:
+        why = r.get("cannot_run", {}).get("tfsm")
+        if why and why not in reasons.get(r["model"], []):
+            reasons.setdefault(r["model"], []).append(why)
     if reasons:
-        lines += ["", "TFSMLayer cannot run: " + "; ".join(sorted(reasons))]
+        said = "; ".join(
+            f"for the {model.split(':')[0]} model, {', '.join(whys)}"
+            for model, whys in reasons.items()
+        )
+        lines += ["", f"Where TFSMLayer cannot run, why: {said}."]
     return [*lines, ""]
 
 
