@@ -70,7 +70,7 @@ def _paths(path, x, jit, failures):
     return paths
 
 
-def measure(name, path, x, repeats, rows, keep):
+def measure(model, path, x, repeats, rows, keep):
     """Appends a row per setting and kind to `rows`, calling `keep()`
     after each setting, so that a run cut short keeps what it measured."""
     for policy, jit in SETTINGS:
@@ -83,7 +83,7 @@ def measure(name, path, x, repeats, rows, keep):
                 cases = {p: v[kind] for p, v in paths.items()}
                 times = _common.interleaved(cases, repeats, warmup=1)
                 row = {
-                    "model": name,
+                    "model": model,
                     "batch": int(x.shape[0]),
                     "policy": policy,
                     "jit_compile": jit,

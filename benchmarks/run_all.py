@@ -971,8 +971,8 @@ def _precision_notes(data):
     if data.get("annotations"):
         added = "; ".join(a.rstrip(".") for a in data["annotations"])
         lines += [f"*Added after the run:* {added}.", ""]
-    fit = _precision_row(data, "tiny", "float32", False, "fit")
     if data.get("gpu"):
+        fit = _precision_row(data, "tiny", "float32", False, "fit")
         note = (
             "The `fit` rows time five steps of `fit` over a `tf.data` "
             "dataset in host memory, so each step also copies its batch to "
@@ -1010,6 +1010,8 @@ def _raw_drift(rows):
 
 
 def _precision_row(data, model, policy, jit, kind):
+    """The row of the model whose name starts with `model`, for one
+    setting and kind; None if the run has none."""
     for row in data.get("rows") or []:
         if row["model"].startswith(model) and (
             row["policy"],
