@@ -2,6 +2,7 @@
 the machine, and where results go."""
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -68,7 +69,7 @@ def plural(count, word, many=None):
     return f"{count} {word if count == 1 else many or word + 's'}"
 
 
-def interleaved(cases, repeats, warmup=2, cpu=None):
+def interleaved(cases, repeats, warmup=2, cpu=None, collect=False):
     """Times each case `repeats` times, in turns (A B C A B C ...).
 
     Args:
@@ -76,6 +77,9 @@ def interleaved(cases, repeats, warmup=2, cpu=None):
         cpu: optional dict, filled like the result with the process's CPU
             seconds (all threads) per call: steadier than wall time on a
             machine shared with other jobs.
+        collect: run Python's garbage collector before each call, outside
+            its time, so that one call's garbage (a loaded model's
+            objects) is not collected on the next call's time.
 
     Returns:
         dict name -> list of seconds.
@@ -90,6 +94,8 @@ def interleaved(cases, repeats, warmup=2, cpu=None):
     for _ in range(repeats):
         print(".", end="", flush=True)
         for name, fn in cases.items():
+            if collect:
+                gc.collect()
             start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             times[name].append(time.perf_counter() - start)

@@ -236,21 +236,25 @@ def scan_path(path: str, tags=None) -> ScanReport:
     folder) are unchanged, so search trials that reload a model do not scan
     it again. Any change to the file's content is scanned afresh, and a
     report that named unregistered ops is redone once one of them has been
-    registered (a custom-op package imported since).
+    registered (a custom-op package imported since). A model with a
+    folder under `assets/` that cannot be listed is scanned every time.
     """
     raw, is_text = _read_raw(path)
+    assets = _assets_state(path)
     key = (
         os.path.abspath(path),
         hashlib.sha256(raw).hexdigest(),
         _fingerprint_digest(path),
         _tags_key(tags),
-        _assets_state(path),
+        assets,
     )
-    report = _REPORTS.get(key)
+    report = None if assets is None else _REPORTS.get(key)
     if report is None or any(
         _compat.is_op_registered(op) for op in report.unregistered_ops
     ):
         report = _scan_raw(path, raw, is_text, tags)
+        if assets is None:
+            return report
         _REPORTS[key] = report
         while len(_REPORTS) > _MAX_REPORTS:
             _REPORTS.popitem(last=False)
@@ -415,12 +419,15 @@ def _tags_key(tags):
 
 
 def _assets_state(path):
-    """Names, link status and targets under assets/ (part of the memo key)."""
+    """Names, link status and targets under assets/ (part of the memo key),
+    or None when a folder there cannot be listed: what it holds could then
+    change unseen, so the report is not reused."""
     root = os.path.join(path, "assets")
     if not os.path.isdir(root):
         return ()
     state = [("", os.path.islink(root), os.path.realpath(root))]
-    for folder, dirs, files in os.walk(root):
+    unlisted = []
+    for folder, dirs, files in os.walk(root, onerror=unlisted.append):
         for name in sorted(dirs + files):
             full = os.path.join(folder, name)
             state.append(
@@ -430,7 +437,7 @@ def _assets_state(path):
                     os.path.realpath(full),
                 )
             )
-    return tuple(state)
+    return None if unlisted else tuple(state)
 
 
 def select_meta_graph(proto, tags, path="SavedModel"):

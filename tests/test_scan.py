@@ -185,6 +185,34 @@ def test_inspect_shows_refusal(load_time_writer, capsys):
     assert not os.path.exists(canary)
 
 
+def test_unlistable_assets_are_scanned_every_time(
+    mul_model, tmp_path, monkeypatch
+):
+    # A folder under assets/ that this user cannot list (another user's,
+    # mode 0711) can have its files swapped unseen: no report is reused.
+    import shutil
+
+    from keras_hubkit.scanner import scan_path
+
+    path = tmp_path / "m"
+    shutil.copytree(mul_model, path)
+    (path / "assets" / "d").mkdir(parents=True)
+    (path / "assets" / "d" / "vocab.txt").write_text("hello\n")
+    first = scan_path(str(path))
+    assert scan_path(str(path)) is first
+    listed = os.scandir
+
+    def scandir(folder="."):
+        if os.fspath(folder).endswith(os.sep + "d"):
+            raise PermissionError(13, "Permission denied", folder)
+        return listed(folder)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    unlistable = scan_path(str(path))
+    assert unlistable.safe and unlistable is not first
+    assert scan_path(str(path)) is not unlistable
+
+
 def test_reports_are_reused_while_the_file_is_unchanged(mul_model, tmp_path):
     import shutil
 
