@@ -241,6 +241,8 @@ def scan_path(path: str, tags=None) -> ScanReport:
     """
     raw, is_text = _read_raw(path)
     assets = _assets_state(path)
+    if assets is None:  # a folder there cannot be listed: nothing to key on
+        return _scan_raw(path, raw, is_text, tags)
     key = (
         os.path.abspath(path),
         hashlib.sha256(raw).hexdigest(),
@@ -248,13 +250,11 @@ def scan_path(path: str, tags=None) -> ScanReport:
         _tags_key(tags),
         assets,
     )
-    report = None if assets is None else _REPORTS.get(key)
+    report = _REPORTS.get(key)
     if report is None or any(
         _compat.is_op_registered(op) for op in report.unregistered_ops
     ):
         report = _scan_raw(path, raw, is_text, tags)
-        if assets is None:
-            return report
         _REPORTS[key] = report
         while len(_REPORTS) > _MAX_REPORTS:
             _REPORTS.popitem(last=False)
