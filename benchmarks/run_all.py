@@ -424,6 +424,10 @@ def _startup_target(data):
     )
 
 
+# At most 1.05x a bare load's time is at least this fraction of its speed.
+WARM_LOAD_SPEED = 1 / 1.05
+
+
 def _warm_load_target(data):
     target = "Warm `hk.load` ≤ 1.05x a bare `tf.saved_model.load`"
     if not data:
@@ -431,11 +435,11 @@ def _warm_load_target(data):
     r = data["warm_speed_ratio"]
     return (
         target,
-        _verdict(r, 1 / 1.05),
+        _verdict(r, WARM_LOAD_SPEED),
         f"the first load in a process (full scan): speed "
         f"{_common.fmt_ratio(r)} (median {r['ratio']:.3f}x) of the bare "
         f"load, i.e. at most 1.05x its time means a speed of at least "
-        f"{1 / 1.05:.3f}x "
+        f"{WARM_LOAD_SPEED:.3f}x "
         f"({data.get('repeats', '?')} interleaved loads each)"
         + (
             f"; again in the process (scan report reused), "
@@ -1106,7 +1110,7 @@ def _load_section(data):
         f"- Warm `hk.load` (resolve + scan + load) of a cached model, the "
         f"first in a process (the full scan), runs at "
         f"{_common.fmt_ratio(r)} the speed of a bare `tf.saved_model.load` "
-        f"(target ≥ {1 / 1.05:.3f}x, i.e. ≤ 1.05x the time; "
+        f"(target ≥ {WARM_LOAD_SPEED:.3f}x, i.e. ≤ 1.05x the time; "
         f"{data.get('repeats', '?')} interleaved loads each, a garbage "
         f"collection before each); the scan alone takes "
         f"{data['scan_ms']:.0f} ms.",
