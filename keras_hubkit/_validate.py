@@ -95,7 +95,7 @@ def read_saved_model(path, handle):
     return proto, raw
 
 
-def check_saved_model_dir(path, handle, proto=None):
+def check_saved_model_dir(path, handle):
     """Raises unless `path` is a SavedModel folder whose files are readable.
 
     Cheap: parses `saved_model.pb` and the variables index, and compares
@@ -106,10 +106,9 @@ def check_saved_model_dir(path, handle, proto=None):
     Args:
         path: the folder.
         handle: what the user passed, for messages.
-        proto: the parsed `SavedModel`, if the caller has it.
 
     Returns:
-        The parsed `SavedModel` proto.
+        `(proto, raw)`: the parsed `SavedModel` and the file's bytes.
 
     Raises:
         InvalidSavedModelError: `path` is a file, or a file is missing,
@@ -125,11 +124,10 @@ def check_saved_model_dir(path, handle, proto=None):
             "a file",
             "Pass the folder that contains saved_model.pb.",
         )
-    if proto is None:
-        proto, _ = read_saved_model(path, handle)
+    proto, raw = read_saved_model(path, handle)
     if _has_variables(proto):
         _check_variables(path, handle)
-    return proto
+    return proto, raw
 
 
 @contextlib.contextmanager

@@ -73,7 +73,7 @@ def load(
     ```
     """
     path = resolve(handle)
-    _validate.check_saved_model_dir(path, handle)
+    saved = _validate.check_saved_model_dir(path, handle)
     is_tf1 = tf.io.gfile.exists(os.path.join(path, "tfhub_module.pb"))
     if tags is None and is_tf1:
         tags = []
@@ -82,7 +82,7 @@ def load(
     # so a load refused for a missing custom op works once its package is
     # imported, in the same process.
     check_scan(
-        scan_path(path, tags=tags),
+        scan_path(path, tags=tags, saved=saved),
         shown,
         allow_ops=allow_ops,
         trusted_fingerprints=trusted_fingerprints,

@@ -228,8 +228,12 @@ _REPORTS = collections.OrderedDict()  # content key -> ScanReport
 _MAX_REPORTS = 64
 
 
-def scan_path(path: str, tags=None) -> ScanReport:
+def scan_path(path: str, tags=None, *, saved=None) -> ScanReport:
     """`scan` for a local SavedModel folder.
+
+    `saved` is the caller's `(proto, raw)` of the folder's graph file (from
+    `_validate.read_saved_model`): the bytes it checked are the bytes
+    scanned, parsed once.
 
     A report is kept for the life of the process and reused while the bytes
     of `saved_model.pb` (and `fingerprint.pb`, the tags and the assets
@@ -239,13 +243,18 @@ def scan_path(path: str, tags=None) -> ScanReport:
     registered (a custom-op package imported since). A model with a
     folder under `assets/` that cannot be listed is scanned every time.
     """
-    raw, is_text = _read_raw(path)
+    if saved is None:
+        raw, is_text = _read_raw(path)
+        proto = None
+    else:
+        (proto, raw), is_text = saved, False
+    digest = hashlib.sha256(raw).hexdigest()
     assets = _assets_state(path)
     if assets is None:  # a folder there cannot be listed: nothing to key on
-        return _scan_raw(path, raw, is_text, tags)
+        return _scan_raw(path, raw, is_text, tags, proto, digest)
     key = (
         os.path.abspath(path),
-        hashlib.sha256(raw).hexdigest(),
+        digest,
         _fingerprint_digest(path),
         _tags_key(tags),
         assets,
@@ -254,7 +263,7 @@ def scan_path(path: str, tags=None) -> ScanReport:
     if report is None or any(
         _compat.is_op_registered(op) for op in report.unregistered_ops
     ):
-        report = _scan_raw(path, raw, is_text, tags)
+        report = _scan_raw(path, raw, is_text, tags, proto, digest)
         _REPORTS[key] = report
         while len(_REPORTS) > _MAX_REPORTS:
             _REPORTS.popitem(last=False)
@@ -474,13 +483,14 @@ def select_meta_graph(proto, tags, path="SavedModel"):
     )
 
 
-def _scan_raw(path, raw, is_text, tags):
-    proto = _parse(path, raw, is_text)
+def _scan_raw(path, raw, is_text, tags, proto=None, digest=None):
+    if proto is None:
+        proto = _parse(path, raw, is_text)
     meta_graph = select_meta_graph(proto, tags, path)
     analysis = _Analysis(meta_graph.graph_def, meta_graph, path)
     return ScanReport(
         path=path,
-        fingerprint=hashlib.sha256(raw).hexdigest(),
+        fingerprint=digest or hashlib.sha256(raw).hexdigest(),
         op_counts=dict(analysis.op_counts),
         findings=tuple(analysis.findings),
         unregistered_ops=tuple(sorted(analysis.unregistered)),
@@ -592,6 +602,7 @@ class _Analysis:
         self.op_calls = []  # (scope, node, op type named by a func attr)
         self.entries = collections.defaultdict(set)  # function -> labels
         self.node_entries = {}  # graph node name -> labels
+        self._file_op_callers = None
         self._build_calls(graph_def.library)
         self._label_graph()
         self._label_objects()
@@ -608,34 +619,42 @@ class _Analysis:
 
     # ------------------------------------------------------------ calls
     def _build_calls(self, library):
+        names = set(self.functions)
+        # Compared as bytes: an op type that is not UTF-8 matches nothing.
+        registered = collections.defaultdict(list)
+        for grad in library.registered_gradients:
+            registered[grad.registered_op_type.encode()].append(
+                grad.gradient_func
+            )
         for scope in self.scopes:
+            self.op_counts.update(node.op for node in scope.nodes)
             for node in scope.nodes:
-                self.op_counts[node.op] += 1
                 callees = set(_func_attrs(node))
-                if node.op in self.functions:
+                if node.op in names:
                     callees.add(node.op)
                 if scope is self.graph:
                     self.graph_callees[node.name] = callees
-                inputs = _data_inputs(node) if callees else []
-                for callee in callees - set(self.functions):
-                    # TensorFlow runs a function name that is not in the
-                    # library as that op ("f": "ReadFile"): judge it too.
-                    self.op_calls.append((scope, node, callee))
-                for callee in callees:
-                    direct = node.op == callee or (
-                        node.op in _CALL_OPS
-                        and node.attr["f"].func.name == callee
-                    )
-                    self.sites[callee].append((scope, node, direct, inputs))
-                op_type = _attr_string(node, "_gradient_op_type")
-                for grad in library.registered_gradients:
-                    if op_type and grad.registered_op_type == op_type.decode():
-                        self.sites[grad.gradient_func].append(
-                            (scope, node, False, [])
-                        )
+                if callees:
+                    self._add_sites(scope, node, callees, names)
+                op_type = registered and _attr_string(node, "_gradient_op_type")
+                if op_type:
+                    for grad_func in registered.get(op_type, ()):
+                        self.sites[grad_func].append((scope, node, False, []))
         for grad in library.gradient:
             for scope in self.functions.get(grad.function_name, ()):
                 self.sites[grad.gradient_func].append((scope, None, False, []))
+
+    def _add_sites(self, scope, node, callees, names):
+        inputs = _data_inputs(node)
+        for callee in callees - names:
+            # TensorFlow runs a function name that is not in the library as
+            # that op ("f": "ReadFile"): judge it too.
+            self.op_calls.append((scope, node, callee))
+        for callee in callees:
+            direct = node.op == callee or (
+                node.op in _CALL_OPS and node.attr["f"].func.name == callee
+            )
+            self.sites[callee].append((scope, node, direct, inputs))
 
     # ---------------------------------------------------------- entries
     def _label_graph(self):
@@ -779,7 +798,9 @@ class _Analysis:
         caller (a loop, a dataset, a gradient) proves nothing.
         """
         bound = {name: set() for name in self.functions}
-        needed = self._callers_of_file_ops()
+        if self._file_op_callers is None:  # the same for both fixed points
+            self._file_op_callers = self._callers_of_file_ops()
+        needed = self._file_op_callers
         changed = True
         while changed:
             changed = False

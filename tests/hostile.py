@@ -45,6 +45,28 @@ def save_call_reads_file(path, secret):
     return path
 
 
+def save_gradient_reads_file(path, secret):
+    """A custom gradient (saved as a registered gradient function) that
+    reads a file: it runs when a caller differentiates the model."""
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def call(x):
+        @tf.custom_gradient
+        def scaled(x):
+            def grad(dy):
+                size = tf.strings.length(tf.io.read_file(secret))
+                return dy * tf.cast(size, tf.float32)
+
+            return x * 3.0, grad
+
+        return scaled(x)
+
+    module.__call__ = call
+    tf.saved_model.save(module, path)
+    return path
+
+
 def save_py_function(path):
     module = tf.Module()
 

@@ -63,6 +63,19 @@ def test_call_that_reads_a_file(hostile_dir):
         hk.HubLayer(path)
 
 
+def test_custom_gradient_is_reached_from_its_caller(hostile_dir):
+    path = hostile.save_gradient_reads_file(
+        str(hostile_dir / "gradient"), "/etc/hostname"
+    )
+    report = hk.scan(path)
+    (finding,) = report.findings
+    assert finding.op == "ReadFile"
+    assert "grad_fn" in finding.function
+    assert "obj.__call__" in finding.entry_points
+    with pytest.raises(errors.UnsafeModelError, match="ReadFile"):
+        hk.load(path)
+
+
 def test_py_function_is_refused(hostile_dir):
     path = hostile.save_py_function(str(hostile_dir / "pyfunc"))
     with pytest.raises(errors.UnsafeModelError, match="EagerPyFunc"):
