@@ -419,10 +419,16 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
     def __init__(self, clock):
-        self._tls = _tls_context(clock)
-        super().__init__(context=self._tls)
+        super().__init__()
+        self._clock = clock
+        self._tls = None
 
     def https_open(self, req):
+        # Made on the first https request, not with the handler: loading
+        # the system's CA certificates takes about 20 ms, which a download
+        # over http never needs.
+        if self._tls is None:
+            self._tls = _tls_context(self._clock)
         return self.do_open(http.client.HTTPSConnection, req, context=self._tls)
 
 

@@ -483,14 +483,14 @@ def select_meta_graph(proto, tags, path="SavedModel"):
     )
 
 
-def _scan_raw(path, raw, is_text, tags, proto=None, digest=None):
+def _scan_raw(path, raw, is_text, tags, proto, digest):
     if proto is None:
         proto = _parse(path, raw, is_text)
     meta_graph = select_meta_graph(proto, tags, path)
     analysis = _Analysis(meta_graph.graph_def, meta_graph, path)
     return ScanReport(
         path=path,
-        fingerprint=digest or hashlib.sha256(raw).hexdigest(),
+        fingerprint=digest,
         op_counts=dict(analysis.op_counts),
         findings=tuple(analysis.findings),
         unregistered_ops=tuple(sorted(analysis.unregistered)),
