@@ -75,7 +75,12 @@ def read_saved_model(path, handle):
             text_format.Parse(raw.decode("utf8"), proto)
         else:
             proto.ParseFromString(raw)
-    except (message.DecodeError, text_format.ParseError, UnicodeError) as e:
+    except (
+        message.DecodeError,
+        text_format.ParseError,
+        UnicodeError,
+        RecursionError,  # text nested past Python's limit
+    ) as e:
         raise _invalid(
             f"{name} to be a SavedModel protocol buffer",
             handle,

@@ -401,7 +401,12 @@ def _parse(path, raw, is_text):
             text_format.Parse(raw.decode("utf8"), proto)
         else:
             proto.ParseFromString(raw)
-    except (message.DecodeError, text_format.ParseError, ValueError) as e:
+    except (
+        message.DecodeError,
+        text_format.ParseError,
+        ValueError,
+        RecursionError,  # text nested past Python's limit
+    ) as e:
         raise errors.HandleError(
             "Expected a SavedModel protocol buffer. Received: "
             f"{os.path.join(path, 'saved_model.pb')!r}, which cannot be "
@@ -603,6 +608,7 @@ class _Analysis:
         self.entries = collections.defaultdict(set)  # function -> labels
         self.node_entries = {}  # graph node name -> labels
         self._file_op_callers = None
+        self.gradient_functions = set()  # run by name: see _build_calls
         self._build_calls(graph_def.library)
         self._label_graph()
         self._label_objects()
@@ -620,12 +626,17 @@ class _Analysis:
     # ------------------------------------------------------------ calls
     def _build_calls(self, library):
         names = set(self.functions)
-        # Compared as bytes: an op type that is not UTF-8 matches nothing.
-        registered = collections.defaultdict(list)
-        for grad in library.registered_gradients:
-            registered[grad.registered_op_type.encode()].append(
-                grad.gradient_func
-            )
+        # TensorFlow's loader registers each saved gradient under a name it
+        # makes at load time ("CustomGradient-N", predictable), and an op
+        # finds its gradient by the name in its `_gradient_op_type` attr, not
+        # by the op type saved beside the gradient. So any node with that
+        # attr may call any of the model's gradient functions.
+        gradients = sorted(
+            {g.gradient_func for g in library.registered_gradients}
+        )
+        self.gradient_functions = set(gradients) | {
+            g.gradient_func for g in library.gradient
+        }
         for scope in self.scopes:
             self.op_counts.update(node.op for node in scope.nodes)
             for node in scope.nodes:
@@ -636,10 +647,9 @@ class _Analysis:
                     self.graph_callees[node.name] = callees
                 if callees:
                     self._add_sites(scope, node, callees, names)
-                op_type = registered and _attr_string(node, "_gradient_op_type")
-                if op_type:
-                    for grad_func in registered.get(op_type, ()):
-                        self.sites[grad_func].append((scope, node, False, []))
+                if gradients and "_gradient_op_type" in node.attr:
+                    for gradient in gradients:
+                        self.sites[gradient].append((scope, node, False, []))
         for grad in library.gradient:
             for scope in self.functions.get(grad.function_name, ()):
                 self.sites[grad.gradient_func].append((scope, None, False, []))
@@ -806,8 +816,12 @@ class _Analysis:
             changed = False
             for name in needed:
                 scopes = self.functions[name]
-                if len(scopes) != 1:
-                    continue  # duplicate definitions prove nothing
+                if len(scopes) != 1 or name in self.gradient_functions:
+                    # Duplicate definitions prove nothing; nor do the callers
+                    # of a gradient, which TensorFlow also runs by a name in
+                    # a process-wide registry (another model's op can name
+                    # it).
+                    continue
                 new = self._args_bound_by_all(
                     name, scopes[0], derives, bound, object_sites, graph_sites
                 )

@@ -495,3 +495,80 @@ def add_variant_constant(path, type_name):
     tensor.variant_val.add(type_name=type_name)
     _write(path, proto)
     return path
+
+
+def save_gradient_called_by_saver(path, canary, op_type="CustomGradient-2"):
+    """A custom gradient G that writes a checkpoint at `prefix + canary`,
+    also called by the saver's save function with its checkpoint prefix (so
+    G looks like part of the saver), and linked to its forward op only
+    through the name TensorFlow's loader gives G at run time: G's saved op
+    type is renamed, and the forward op's `_gradient_op_type` is `op_type`
+    (in a fresh process, the loader's name for the first saved gradient),
+    or, with `op_type=None`, no op of this model names it (one of another
+    model loaded later can). Differentiating the model runs G, which writes
+    the files."""
+    module = tf.Module()
+    module.v = tf.Variable(1.0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def call(x):
+        @tf.custom_gradient
+        def double(prefix, x):
+            def grad(d_prefix, dy):
+                save = tf.raw_ops.SaveV2(
+                    prefix=tf.strings.join([d_prefix, canary]),
+                    tensor_names=["dy"],
+                    shape_and_slices=[""],
+                    tensors=[dy],
+                )
+                with tf.control_dependencies([save]):
+                    return None, tf.identity(dy)
+
+            return (tf.identity(prefix), x * 2.0), grad
+
+        prefix = tf.compat.v1.placeholder_with_default("p", shape=None)
+        return double(prefix, x)[1] * module.v
+
+    module.__call__ = call
+    tf.saved_model.save(module, path)
+    proto = _read(path)
+    library = proto.meta_graphs[0].graph_def.library
+    (registered,) = library.registered_gradients
+    grad = next(
+        f
+        for f in library.function
+        if f.signature.name == registered.gradient_func
+    )
+    save = next(
+        f for f in library.function if "_traced_save" in f.signature.name
+    )
+    zero = save.node_def.add(name="zero", op="Const")
+    zero.attr["dtype"].type = tf.float32.as_datatype_enum
+    zero.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(0.0))
+    also = save.node_def.add(name="also_grad", op="StatefulPartitionedCall")
+    also.attr["f"].func.name = grad.signature.name
+    for arg in grad.signature.input_arg:
+        is_string = arg.type == tf.string.as_datatype_enum
+        also.input.append(
+            save.signature.input_arg[0].name if is_string else "zero:output:0"
+        )
+        also.attr["Tin"].list.type.append(arg.type)
+    also.attr["Tout"].list.type.extend(
+        a.type for a in grad.signature.output_arg
+    )
+    saved_type = registered.registered_op_type.encode()
+    registered.registered_op_type = "renamed"
+    for fn in library.function:
+        for node in fn.node_def:
+            if _attr_bytes(node, "_gradient_op_type") != saved_type:
+                continue
+            if op_type is None:  # for another model's op to name
+                del node.attr["_gradient_op_type"]
+            else:
+                node.attr["_gradient_op_type"].s = op_type.encode()
+    _write(path, proto)
+    return path
+
+
+def _attr_bytes(node, name):
+    return node.attr[name].s if name in node.attr else b""

@@ -76,6 +76,24 @@ def test_custom_gradient_is_reached_from_its_caller(hostile_dir):
         hk.load(path)
 
 
+@pytest.mark.parametrize("op_type", ["CustomGradient-2", "renamed", None])
+def test_gradient_called_by_the_saver_gets_no_saver_exemption(
+    hostile_dir, op_type
+):
+    # TensorFlow finds a gradient by the name its loader made (predictable)
+    # or by another model's op: being called by the saver proves nothing.
+    path = hostile.save_gradient_called_by_saver(
+        str(hostile_dir / f"gradient-saver-{op_type}"), "/canary", op_type
+    )
+    report = hk.scan(path)
+    assert not report.safe
+    flagged = {(f.op, f.function) for f in report.findings}
+    assert {op for op, _ in flagged} == {"SaveV2"}
+    assert all("grad_fn" in function for _, function in flagged)
+    with pytest.raises(errors.UnsafeModelError, match="SaveV2"):
+        hk.load(path)
+
+
 def test_py_function_is_refused(hostile_dir):
     path = hostile.save_py_function(str(hostile_dir / "pyfunc"))
     with pytest.raises(errors.UnsafeModelError, match="EagerPyFunc"):

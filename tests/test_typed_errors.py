@@ -61,6 +61,22 @@ def test_damaged_saved_model_pb(broken, how):
     _assert_typed(info, "saved_model.pb", "again")
 
 
+def test_text_graph_nested_too_deep(tmp_path):
+    # text_format's parser recurses once per level: past Python's limit it
+    # raised RecursionError from hk.load and hk.scan.
+    depth = 3000
+    nested = "list_value { values { " * depth + "none_value {}" + " } }" * depth
+    (tmp_path / "saved_model.pbtxt").write_text(
+        "meta_graphs { object_graph_def { concrete_functions { key: 'f' "
+        f"value {{ canonicalized_input_signature {{ {nested} }} }} }} }} }}"
+    )
+    with pytest.raises(errors.InvalidSavedModelError) as info:
+        hk.load(str(tmp_path))
+    _assert_typed(info, "saved_model.pbtxt", "do not parse")
+    with pytest.raises(errors.HandleError, match="cannot be parsed"):
+        hk.scan(str(tmp_path))
+
+
 @pytest.mark.parametrize(
     "name, how, word",
     [
