@@ -1108,7 +1108,8 @@ def _load_section(data):
         _run(data["environment"]),
         "",
         f"- Warm `hk.load` (resolve + scan + load) of a cached model, the "
-        f"first in a process (the full scan), runs at "
+        f"first in a process (the full scan, and a private copy of the "
+        f"scanned graph for TensorFlow to load), runs at "
         f"{_common.fmt_ratio(r)} the speed of a bare `tf.saved_model.load` "
         f"(target ≥ {WARM_LOAD_SPEED:.3f}x, i.e. ≤ 1.05x the time; "
         f"{data.get('repeats', '?')} interleaved loads each, a garbage "
@@ -1119,7 +1120,8 @@ def _load_section(data):
     if again:
         lines.append(
             "- A later `hk.load` of the same model in the same process "
-            "reuses the scan's report while the file's content hash is "
+            "reuses the scan's report and the copy while the file's content "
+            "hash is "
             f"unchanged: {_common.fmt_ratio(again)} the speed of the bare "
             "load."
         )

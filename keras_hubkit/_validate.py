@@ -17,12 +17,17 @@ TensorFlow is imported only when called; `tf.io.gfile` is used so `gs://`
 and other TensorFlow filesystems work.
 """
 
+import collections
 import contextlib
 import os
 
 from keras_hubkit import errors
 from keras_hubkit._redact import redact
 from keras_hubkit._savedmodel import SAVED_MODEL_FILES
+
+# A parsed graph file: the message, the file's bytes, and whether they are
+# text (saved_model.pbtxt).
+SavedGraph = collections.namedtuple("SavedGraph", "proto raw is_text")
 
 _FIX = (
     "Download or export the model again (for a cached model: "
@@ -38,7 +43,8 @@ def read_saved_model(path, handle):
         handle: what the user passed, for messages (shown redacted).
 
     Returns:
-        `(proto, raw)`: the `SavedModel` message and the file's bytes.
+        A `SavedGraph`: the `SavedModel` message, the file's bytes, and
+        whether they are text.
 
     Raises:
         InvalidSavedModelError: no graph file, or it is empty, truncated or
@@ -97,7 +103,7 @@ def read_saved_model(path, handle):
             + (" (an empty file)" if not raw else ""),
             "The file is truncated or empty. " + _FIX,
         )
-    return proto, raw
+    return SavedGraph(proto, raw, name.endswith(".pbtxt"))
 
 
 def check_saved_model_dir(path, handle):
@@ -113,7 +119,7 @@ def check_saved_model_dir(path, handle):
         handle: what the user passed, for messages.
 
     Returns:
-        `(proto, raw)`: the parsed `SavedModel` and the file's bytes.
+        The `SavedGraph` read (see `read_saved_model`).
 
     Raises:
         InvalidSavedModelError: `path` is a file, or a file is missing,
@@ -129,10 +135,10 @@ def check_saved_model_dir(path, handle):
             "a file",
             "Pass the folder that contains saved_model.pb.",
         )
-    proto, raw = read_saved_model(path, handle)
-    if _has_variables(proto):
+    saved = read_saved_model(path, handle)
+    if _has_variables(saved.proto):
         _check_variables(path, handle)
-    return proto, raw
+    return saved
 
 
 @contextlib.contextmanager

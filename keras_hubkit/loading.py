@@ -12,9 +12,13 @@ import tensorflow as tf
 from keras_hubkit import _validate
 from keras_hubkit import errors
 from keras_hubkit._redact import redact
+from keras_hubkit._savedmodel import SAVED_MODEL_FILES
 from keras_hubkit.resolver import resolve
 from keras_hubkit.scanner import check as check_scan
 from keras_hubkit.scanner import scan_path
+
+# Graph files TensorFlow might read instead of the private copy's.
+_GRAPH_FILES = (*SAVED_MODEL_FILES, "saved_model.cpb")
 
 
 @dataclass(frozen=True)
@@ -81,61 +85,104 @@ def load(
     # The scan is redone whenever saved_model.pb or the op registry changed,
     # so a load refused for a missing custom op works once its package is
     # imported, in the same process.
+    report = scan_path(path, tags=tags, saved=saved)
     check_scan(
-        scan_path(path, tags=tags, saved=saved),
+        report,
         shown,
         allow_ops=allow_ops,
         trusted_fingerprints=trusted_fingerprints,
     )
     try:
         with _validate.load_errors(path, handle):
-            obj = _load_saved_model(path, tags, options)
+            obj = _load_saved_model(
+                path, saved, report.fingerprint, tags, options
+            )
     except tf.errors.NotFoundError as e:
         raise _load_error(e, path, shown) from e
     object.__setattr__(obj, "_hubkit_origin", Origin(str(handle), path, is_tf1))
     return obj
 
 
-def _load_saved_model(path, tags, options):
+def _load_saved_model(path, saved, digest, tags, options):
     try:
-        return tf.saved_model.load(path, tags=tags, options=options)
+        return tf.saved_model.load(
+            _scanned_folder(path, saved, digest), tags=tags, options=options
+        )
     except AttributeError as e:
         # Keras 2 exports carry their optimizer and its slot variables;
         # without tf_keras installed the optimizer comes back as a plain
         # object that cannot take slots. Slots are training state the
-        # consumer never needs, so load a copy of the graph without them.
+        # consumer never needs, so load the graph without them.
         if "add_slot" not in str(e):
             raise
-        copy = _copy_without_slots(path)
+        proto = type(saved.proto)()
+        proto.CopyFrom(saved.proto)
+        for meta_graph in proto.meta_graphs:
+            for node in meta_graph.object_graph_def.nodes:
+                del node.slot_variables[:]
         tf_logger = logging.getLogger("tensorflow")
         level = tf_logger.level
         tf_logger.setLevel(logging.ERROR)  # one line per dropped slot
         try:
-            return tf.saved_model.load(copy, tags=tags, options=options)
+            return tf.saved_model.load(
+                _private_folder(
+                    path, proto.SerializeToString(), ("no slots", digest)
+                ),
+                tags=tags,
+                options=options,
+            )
         finally:
             tf_logger.setLevel(level)
 
 
-def _copy_without_slots(path):
-    from tensorflow.core.protobuf import saved_model_pb2
+def _scanned_folder(path, saved, digest):
+    """The folder for TensorFlow to load: one whose graph is the one scanned.
 
-    proto = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-        proto.ParseFromString(f.read())
-    for meta_graph in proto.meta_graphs:
-        for node in meta_graph.object_graph_def.nodes:
-            del node.slot_variables[:]
-    # Kept for the whole process: restored assets point into this folder.
-    copy = tempfile.mkdtemp(prefix="hubkit-noslots-")
+    TensorFlow reads `saved_model.pb` again to load it, and the folder's
+    file could be replaced between the scan and that read; so a local
+    folder is loaded through a private copy of the scanned bytes (the
+    rest linked). A folder on another TensorFlow filesystem (`gs://`) is
+    loaded in place.
+    """
+    if not os.path.isdir(path):
+        return path
+    graph = saved.proto.SerializeToString() if saved.is_text else saved.raw
+    return _private_folder(path, graph, digest)
+
+
+_PRIVATE = {}  # (folder, the graph's digest, the folder's entries) -> copy
+
+
+def _private_folder(path, graph, digest):
+    """A folder of this process's own (mode 0700, removed at exit) holding
+    `graph` as `saved_model.pb` and links to the rest of `path`: variables,
+    assets and the fingerprint, which loading reads but never runs. Kept
+    for the whole process, since restored assets point into it; reused
+    while the graph (named by `digest`, the scan's fingerprint) and the
+    folder's entries are the same."""
+    path = os.path.abspath(path)
+    names = tuple(sorted(n for n in os.listdir(path) if n not in _GRAPH_FILES))
+    key = (path, digest, names)
+    copy = _PRIVATE.get(key)
+    if copy is not None and os.path.isdir(copy):
+        return copy
+    copy = tempfile.mkdtemp(prefix="hubkit-load-")
     atexit.register(shutil.rmtree, copy, ignore_errors=True)
     with open(os.path.join(copy, "saved_model.pb"), "wb") as f:
-        f.write(proto.SerializeToString())
-    for name in ("variables", "assets"):
-        if os.path.exists(os.path.join(path, name)):
-            os.symlink(
-                os.path.abspath(os.path.join(path, name)),
-                os.path.join(copy, name),
-            )
+        f.write(graph)
+    try:
+        for name in names:
+            os.symlink(os.path.join(path, name), os.path.join(copy, name))
+    except OSError as e:
+        # No links here (Windows without developer mode): load in place.
+        shutil.rmtree(copy, ignore_errors=True)
+        logging.getLogger(__name__).debug(
+            "Loading %s in place: cannot link into a private copy (%s).",
+            path,
+            e,
+        )
+        return path
+    _PRIVATE[key] = copy
     return copy
 
 

@@ -231,7 +231,7 @@ _MAX_REPORTS = 64
 def scan_path(path: str, tags=None, *, saved=None) -> ScanReport:
     """`scan` for a local SavedModel folder.
 
-    `saved` is the caller's `(proto, raw)` of the folder's graph file (from
+    `saved` is the caller's `SavedGraph` of the folder's graph file (from
     `_validate.read_saved_model`): the bytes it checked are the bytes
     scanned, parsed once.
 
@@ -247,7 +247,7 @@ def scan_path(path: str, tags=None, *, saved=None) -> ScanReport:
         raw, is_text = _read_raw(path)
         proto = None
     else:
-        (proto, raw), is_text = saved, False
+        proto, raw, is_text = saved
     digest = hashlib.sha256(raw).hexdigest()
     assets = _assets_state(path)
     if assets is None:  # a folder there cannot be listed: nothing to key on

@@ -49,6 +49,47 @@ def test_load_time_writer_is_refused_before_it_runs(load_time_writer):
     os.remove(canary)
 
 
+def test_graph_swapped_after_the_scan_is_not_loaded(
+    mul_model, tmp_path, monkeypatch
+):
+    # saved_model.pb replaced between the scan and TensorFlow's own read of
+    # it (a race another user with write access could win): TensorFlow must
+    # load the graph that was scanned.
+    canary = str(tmp_path / "canary.txt")
+    writer = hostile.save_load_time_writer(str(tmp_path / "writer"), canary)
+    path = tmp_path / "model"
+    shutil.copytree(mul_model, path)
+    real_load = tf.saved_model.load
+
+    def swap_then_load(export_dir, *args, **kwargs):
+        shutil.copy(os.path.join(writer, "saved_model.pb"), path)
+        return real_load(export_dir, *args, **kwargs)
+
+    monkeypatch.setattr(tf.saved_model, "load", swap_then_load)
+    obj = hk.load(str(path))
+    assert not os.path.exists(canary)
+    np.testing.assert_allclose(obj(tf.constant([3.0])), [6.0])
+    monkeypatch.undo()
+    with pytest.raises(errors.UnsafeModelError, match="WriteFile"):
+        hk.load(str(path))  # the swapped folder itself is refused
+
+
+def test_load_without_links_loads_in_place(mul_model, tmp_path, monkeypatch):
+    # Where links cannot be made (Windows without developer mode), the
+    # folder is loaded in place, as before the private copy.
+    path = shutil.copytree(mul_model, tmp_path / "model")
+    tried = []
+
+    def no_links(*args):
+        tried.append(args)
+        raise OSError("links are not allowed here")
+
+    monkeypatch.setattr(os, "symlink", no_links)
+    obj = hk.load(str(path))
+    assert tried
+    np.testing.assert_allclose(obj(tf.constant([3.0])), [6.0])
+
+
 def test_call_that_reads_a_file(hostile_dir):
     path = hostile.save_call_reads_file(
         str(hostile_dir / "reader"), "/etc/hostname"
