@@ -6,7 +6,8 @@ MetaGraphs", `IndexError: Read less bytes than requested`, `OpError: not an
 sstable`, ...). These functions raise `InvalidSavedModelError` instead,
 naming the file, what was expected and the fix:
 
-- `read_saved_model(path, handle)`: the parsed `saved_model.pb`.
+- `read_saved_model(path, handle)`: the parsed `saved_model.pb` (and
+  `parse_saved_model` for bytes already read).
 - `check_saved_model_dir(path, handle)`: the folder, the graph and the
   variables (index readable, every shard there, none shorter than the
   tensors it holds), before anything is loaded.
@@ -51,11 +52,7 @@ def read_saved_model(path, handle):
             not a SavedModel, or it holds no MetaGraph.
     """
     import tensorflow as tf
-    from google.protobuf import message
-    from google.protobuf import text_format
-    from tensorflow.core.protobuf import saved_model_pb2
 
-    proto = saved_model_pb2.SavedModel()
     name = next(
         (
             n
@@ -76,8 +73,26 @@ def read_saved_model(path, handle):
     file = os.path.join(path, name)
     with tf.io.gfile.GFile(file, "rb") as f:
         raw = f.read()
+    is_text = name.endswith(".pbtxt")
+    return SavedGraph(
+        parse_saved_model(raw, is_text, file, handle), raw, is_text
+    )
+
+
+def parse_saved_model(raw, is_text, file, handle):
+    """The `SavedModel` message in `raw`, the bytes of `file`.
+
+    Raises:
+        InvalidSavedModelError: they do not parse, or hold no MetaGraph.
+    """
+    from google.protobuf import message
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    name = os.path.basename(file)
     try:
-        if name.endswith(".pbtxt"):
+        if is_text:
             text_format.Parse(raw.decode("utf8"), proto)
         else:
             proto.ParseFromString(raw)
@@ -103,7 +118,7 @@ def read_saved_model(path, handle):
             + (" (an empty file)" if not raw else ""),
             "The file is truncated or empty. " + _FIX,
         )
-    return SavedGraph(proto, raw, name.endswith(".pbtxt"))
+    return proto
 
 
 def check_saved_model_dir(path, handle):

@@ -24,6 +24,7 @@ import posixpath
 
 from keras_hubkit import _compat
 from keras_hubkit import _safe_ops
+from keras_hubkit import _validate
 from keras_hubkit import constants
 from keras_hubkit import errors
 
@@ -391,28 +392,10 @@ def _read_raw(path):
 
 
 def _parse(path, raw, is_text):
-    from google.protobuf import message
-    from google.protobuf import text_format
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel()
-    try:
-        if is_text:
-            text_format.Parse(raw.decode("utf8"), proto)
-        else:
-            proto.ParseFromString(raw)
-    except (
-        message.DecodeError,
-        text_format.ParseError,
-        ValueError,
-        RecursionError,  # text nested past Python's limit
-    ) as e:
-        raise errors.HandleError(
-            "Expected a SavedModel protocol buffer. Received: "
-            f"{os.path.join(path, 'saved_model.pb')!r}, which cannot be "
-            f"parsed ({e}). Download or export the model again."
-        ) from e
-    return proto
+    name = "saved_model.pbtxt" if is_text else "saved_model.pb"
+    return _validate.parse_saved_model(
+        raw, is_text, os.path.join(path, name), path
+    )
 
 
 def _fingerprint_digest(path):

@@ -104,13 +104,15 @@ def test_inspect_and_export_a_keras_file(mul_model, tmp_path):
     import keras_hubkit as hk
 
     source = shutil.copytree(mul_model, tmp_path / "source")
-    model = keras.Sequential([keras.Input((2,)), hk.HubLayer(str(source))])
+    # Named: an automatic name depends on the layers made before it.
+    layer = hk.HubLayer(str(source), name="mul")
+    model = keras.Sequential([keras.Input((2,)), layer])
     model.save(tmp_path / "m.keras")
     shutil.rmtree(source)
 
     out = _hubkit("inspect", tmp_path / "m.keras")
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "HubLayer 'hub_layer'" in out.stdout
+    assert "HubLayer 'mul'" in out.stdout
     assert "no risky ops" in out.stdout and "__call__ traces" in out.stdout
 
     out = _hubkit("export", tmp_path / "m.keras", tmp_path / "out")
