@@ -24,7 +24,7 @@ import tensorflow as tf
 
 import keras_hubkit as hk
 from keras_hubkit import scanner as _  # noqa: F401 (import cost paid up front)
-from keras_hubkit.loading import _PRIVATE
+from keras_hubkit._private_copy import _COPIES
 from keras_hubkit.scanner import _REPORTS
 
 from http_server import ScriptedServer
@@ -101,7 +101,7 @@ def _first_load(path):
     report in memory, so the graph is scanned, and no private copy of the
     scanned graph for TensorFlow to load, so one is written."""
     _REPORTS.clear()
-    _PRIVATE.clear()
+    _COPIES.clear()
     return hk.load(path)
 
 

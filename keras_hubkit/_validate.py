@@ -71,8 +71,17 @@ def read_saved_model(path, handle):
             "hk.export_saved_model).",
         )
     file = os.path.join(path, name)
-    with tf.io.gfile.GFile(file, "rb") as f:
-        raw = f.read()
+    try:
+        with tf.io.gfile.GFile(file, "rb") as f:
+            raw = f.read()
+    except (tf.errors.OpError, OSError) as e:  # e.g. a folder of that name
+        raise _invalid(
+            f"{name} to be a readable file",
+            handle,
+            file,
+            _first_line(e),
+            "Replace it with the file tf.saved_model.save wrote. " + _FIX,
+        ) from None
     is_text = name.endswith(".pbtxt")
     return SavedGraph(
         parse_saved_model(raw, is_text, file, handle), raw, is_text
@@ -283,6 +292,7 @@ _DAMAGE_PHRASES = (
     "data loss",
     "corrupt",
     "truncated",
+    "incompatible tensor",  # another model's checkpoint
 )
 
 

@@ -1,24 +1,18 @@
 """`hk.load`: resolve a handle, check it, and load the SavedModel."""
 
-import atexit
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 
 import tensorflow as tf
 
 from keras_hubkit import _validate
 from keras_hubkit import errors
+from keras_hubkit._private_copy import scanned_folder
 from keras_hubkit._redact import redact
-from keras_hubkit._savedmodel import SAVED_MODEL_FILES
 from keras_hubkit.resolver import resolve
 from keras_hubkit.scanner import check as check_scan
 from keras_hubkit.scanner import scan_path
-
-# Graph files TensorFlow might read instead of the private copy's.
-_GRAPH_FILES = (*SAVED_MODEL_FILES, "saved_model.cpb")
 
 
 @dataclass(frozen=True)
@@ -105,8 +99,9 @@ def load(
 
 def _load_saved_model(path, saved, digest, tags, options):
     try:
+        graph = saved.proto.SerializeToString() if saved.is_text else saved.raw
         return tf.saved_model.load(
-            _scanned_folder(path, saved, digest), tags=tags, options=options
+            scanned_folder(path, graph, digest), tags=tags, options=options
         )
     except AttributeError as e:
         # Keras 2 exports carry their optimizer and its slot variables;
@@ -125,7 +120,7 @@ def _load_saved_model(path, saved, digest, tags, options):
         tf_logger.setLevel(logging.ERROR)  # one line per dropped slot
         try:
             return tf.saved_model.load(
-                _private_folder(
+                scanned_folder(
                     path, proto.SerializeToString(), ("no slots", digest)
                 ),
                 tags=tags,
@@ -133,57 +128,6 @@ def _load_saved_model(path, saved, digest, tags, options):
             )
         finally:
             tf_logger.setLevel(level)
-
-
-def _scanned_folder(path, saved, digest):
-    """The folder for TensorFlow to load: one whose graph is the one scanned.
-
-    TensorFlow reads `saved_model.pb` again to load it, and the folder's
-    file could be replaced between the scan and that read; so a local
-    folder is loaded through a private copy of the scanned bytes (the
-    rest linked). A folder on another TensorFlow filesystem (`gs://`) is
-    loaded in place.
-    """
-    if not os.path.isdir(path):
-        return path
-    graph = saved.proto.SerializeToString() if saved.is_text else saved.raw
-    return _private_folder(path, graph, digest)
-
-
-_PRIVATE = {}  # (folder, the graph's digest, the folder's entries) -> copy
-
-
-def _private_folder(path, graph, digest):
-    """A folder of this process's own (mode 0700, removed at exit) holding
-    `graph` as `saved_model.pb` and links to the rest of `path`: variables,
-    assets and the fingerprint, which loading reads but never runs. Kept
-    for the whole process, since restored assets point into it; reused
-    while the graph (named by `digest`, the scan's fingerprint) and the
-    folder's entries are the same."""
-    path = os.path.abspath(path)
-    names = tuple(sorted(n for n in os.listdir(path) if n not in _GRAPH_FILES))
-    key = (path, digest, names)
-    copy = _PRIVATE.get(key)
-    if copy is not None and os.path.isdir(copy):
-        return copy
-    copy = tempfile.mkdtemp(prefix="hubkit-load-")
-    atexit.register(shutil.rmtree, copy, ignore_errors=True)
-    with open(os.path.join(copy, "saved_model.pb"), "wb") as f:
-        f.write(graph)
-    try:
-        for name in names:
-            os.symlink(os.path.join(path, name), os.path.join(copy, name))
-    except OSError as e:
-        # No links here (Windows without developer mode): load in place.
-        shutil.rmtree(copy, ignore_errors=True)
-        logging.getLogger(__name__).debug(
-            "Loading %s in place: cannot link into a private copy (%s).",
-            path,
-            e,
-        )
-        return path
-    _PRIVATE[key] = copy
-    return copy
 
 
 def origin_of(obj):

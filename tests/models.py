@@ -30,8 +30,8 @@ class MyMulModel(tf.train.Checkpoint):
         return tf.multiply(inputs, self.v)
 
 
-def save_mul_model(path):
-    tf.saved_model.save(MyMulModel(2.0), path)
+def save_mul_model(path, v_init=2.0):
+    tf.saved_model.save(MyMulModel(v_init), path)
     return path
 
 

@@ -1,11 +1,13 @@
 """The safety gate: ops off the allowlist refuse the load before it runs."""
 
+import errno
 import logging
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import hostile
 import keras
@@ -74,20 +76,75 @@ def test_graph_swapped_after_the_scan_is_not_loaded(
         hk.load(str(path))  # the swapped folder itself is refused
 
 
-def test_load_without_links_loads_in_place(mul_model, tmp_path, monkeypatch):
-    # Where links cannot be made (Windows without developer mode), the
-    # folder is loaded in place, as before the private copy.
+@pytest.fixture
+def copies(monkeypatch):
+    """The private folders hk.load makes, as it makes them."""
+    made = []
+    real = tempfile.mkdtemp
+
+    def mkdtemp(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    return made
+
+
+def test_a_changed_private_copy_is_made_again(mul_model, tmp_path, copies):
+    # A temp cleaner removed the copy's graph, or someone put another one
+    # there: the next load makes a fresh copy and never loads theirs.
+    canary = str(tmp_path / "canary.txt")
+    writer = hostile.save_load_time_writer(str(tmp_path / "writer"), canary)
+    path = str(shutil.copytree(mul_model, tmp_path / "model"))
+    hk.load(path)
+    (first,) = copies
+    os.remove(os.path.join(first, "saved_model.pb"))
+    np.testing.assert_allclose(hk.load(path)(tf.constant([3.0])), [6.0])
+    assert len(copies) == 2
+    shutil.copy(os.path.join(writer, "saved_model.pb"), copies[-1])
+    np.testing.assert_allclose(hk.load(path)(tf.constant([3.0])), [6.0])
+    assert len(copies) == 3
+    assert not os.path.exists(canary)
+
+
+def test_load_where_no_links_can_be_made_is_in_place(
+    mul_model, tmp_path, monkeypatch
+):
+    # Where this system makes no links (Windows without developer mode, a
+    # filesystem without them), the folder is loaded in place.
     path = shutil.copytree(mul_model, tmp_path / "model")
     tried = []
 
     def no_links(*args):
         tried.append(args)
-        raise OSError("links are not allowed here")
+        raise OSError(errno.EPERM, "links are not supported here")
 
     monkeypatch.setattr(os, "symlink", no_links)
     obj = hk.load(str(path))
     assert tried
     np.testing.assert_allclose(obj(tf.constant([3.0])), [6.0])
+
+
+def test_a_copy_that_cannot_be_made_refuses_the_load(
+    mul_model, tmp_path, monkeypatch
+):
+    # Any other failure (a name too long, a full disk) is an error: loading
+    # the folder in place would let a swapped graph through.
+    path = shutil.copytree(mul_model, tmp_path / "model")
+
+    def too_long(*args):
+        raise OSError(errno.ENAMETOOLONG, "File name too long")
+
+    monkeypatch.setattr(os, "symlink", too_long)
+    loaded = []
+    monkeypatch.setattr(
+        tf.saved_model, "load", lambda *a, **k: loaded.append(a)
+    )
+    with pytest.raises(errors.CacheError, match="private copy") as info:
+        hk.load(str(path))
+    assert isinstance(info.value, OSError)
+    assert "TMPDIR" in str(info.value)
+    assert loaded == []
 
 
 def test_call_that_reads_a_file(hostile_dir):

@@ -61,6 +61,28 @@ def test_damaged_saved_model_pb(broken, how):
     _assert_typed(info, "saved_model.pb", "again")
 
 
+def test_graph_file_that_is_a_folder(broken):
+    path = broken("saved_model.pb", "remove")
+    os.mkdir(os.path.join(path, "saved_model.pb"))
+    with pytest.raises(errors.InvalidSavedModelError) as info:
+        hk.load(path)
+    _assert_typed(info, "saved_model.pb to be a readable file")
+
+
+def test_variables_of_another_model(mul_model, tmp_path):
+    # The same variable names with other shapes: TensorFlow's ValueError
+    # ("incompatible tensor") becomes ours.
+    import models
+
+    path = shutil.copytree(mul_model, tmp_path / "model")
+    other = models.save_mul_model(str(tmp_path / "other"), [1.0, 2.0, 3.0])
+    shutil.rmtree(path / "variables")
+    shutil.copytree(os.path.join(other, "variables"), path / "variables")
+    with pytest.raises(errors.InvalidSavedModelError) as info:
+        hk.load(str(path))
+    _assert_typed(info, "variables", "do not match")
+
+
 def test_text_graph_nested_too_deep(tmp_path):
     # text_format's parser recurses once per level: past Python's limit it
     # raised RecursionError from hk.load and hk.scan.
