@@ -4,8 +4,11 @@
 file could be replaced between the scan and that read. So a local model is
 loaded through a folder of this process's own (`mkdtemp`: mode 0700, in
 `TMPDIR`) holding the scanned bytes as `saved_model.pb`, with links to the
-entries TensorFlow's loader reads beside it: variables, assets, the
-fingerprint and the debug info, which it reads as data and never runs.
+entries TensorFlow's loader reads beside it: variables, the fingerprint
+and the debug info, which it reads as data and never runs. Assets are
+copied (`_copy_assets`), following no link out of `assets/`, so a file
+there swapped for a link to someone's secret after the scan is never read
+as the model's vocabulary or carried into a re-export.
 
 A copy is kept for the whole process (restored assets point into it) and
 reused while the graph and the linked entries are the same, after checking
@@ -38,6 +41,9 @@ _Copy = collections.namedtuple("_Copy", "folder stamp")
 _COPIES = {}  # (folder, the graph's digest, linked names) -> _Copy
 _NO_LINKS = {errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 _WINDOWS_NO_PRIVILEGE = 1314  # ERROR_PRIVILEGE_NOT_HELD
+# Copying assets without following links needs fwalk and O_NOFOLLOW (not
+# on Windows, where assets are linked like the rest).
+_CAN_COPY_SAFELY = hasattr(os, "fwalk") and hasattr(os, "O_NOFOLLOW")
 
 
 def scanned_folder(path, graph, digest):
@@ -58,13 +64,15 @@ def scanned_folder(path, graph, digest):
     names = tuple(n for n in LINKED if os.path.lexists(os.path.join(path, n)))
     key = (path, digest, names)
     copy = _COPIES.get(key)
-    if copy is not None and _stamp(copy.folder, names) == copy.stamp:
+    if copy is not None and copy.stamp == _stamp(copy.folder, names):
         return copy.folder
     try:
         folder = _make(path, graph, names)
     except _NoLinks as e:
         logger.debug("Loading %s in place: no links here (%s).", path, e)
         return path
+    except errors.HubkitError:
+        raise  # an UnsafeModelError is an OSError too
     except OSError as e:
         raise errors.CacheError(
             "Expected to write a private copy of the scanned graph for "
@@ -72,7 +80,9 @@ def scanned_folder(path, graph, digest):
             f"{e}. Free space there or set TMPDIR to a writable folder "
             "(and load from a shorter path if the error is about its length)."
         ) from e
-    _COPIES[key] = _Copy(folder, _stamp(folder, names))
+    stamp = _stamp(folder, names)
+    if stamp is not None:  # else made again at the next load
+        _COPIES[key] = _Copy(folder, stamp)
     return folder
 
 
@@ -86,6 +96,9 @@ def _make(path, graph, names):
         with open(os.path.join(folder, "saved_model.pb"), "wb") as f:
             f.write(graph)
         for name in names:
+            if name == "assets" and _CAN_COPY_SAFELY:
+                _copy_assets(path, os.path.join(folder, name))
+                continue
             try:
                 os.symlink(os.path.join(path, name), os.path.join(folder, name))
             except OSError as e:
@@ -99,14 +112,79 @@ def _make(path, graph, names):
     return folder
 
 
+def _copy_assets(path, dest):
+    """Copies the model's `assets/` into the copy, following no link out of
+    it, so what TensorFlow reads (and a re-export copies) cannot be
+    swapped afterwards: regular files are copied, opened without following
+    links; folders are made; a link is made again only when it stays inside
+    `assets/` (relative, never above it), where it points at the copy's own
+    files. Anything else (a link out, a device, a pipe) is refused.
+    """
+    source = os.path.join(path, "assets")
+    if os.path.islink(source):
+        source = _inside(path, "assets", os.path.realpath(source))
+    os.mkdir(dest, 0o700)
+    for folder, dirs, files, fd in os.fwalk(source, follow_symlinks=False):
+        rel = os.path.relpath(folder, source)
+        here = os.path.normpath(os.path.join(dest, rel))
+        for name in dirs + files:
+            shown = os.path.normpath(os.path.join("assets", rel, name))
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            target = os.path.join(here, name)
+            if stat.S_ISLNK(info.st_mode):
+                link = os.readlink(name, dir_fd=fd)
+                if os.path.isabs(link) or os.path.normpath(
+                    os.path.join(rel, link)
+                ).startswith(os.pardir):
+                    raise _unsafe_asset(shown, f"a link to {link!r}")
+                os.symlink(link, target)
+            elif stat.S_ISDIR(info.st_mode):
+                os.mkdir(target, 0o700)
+            else:
+                _copy_file(name, fd, target, shown)
+
+
+def _copy_file(name, dir_fd, target, shown):
+    try:
+        fd = os.open(
+            name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd
+        )
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # made a link since it was listed
+            raise _unsafe_asset(shown, "a link") from None
+        raise
+    with os.fdopen(fd, "rb") as source:
+        if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+            raise _unsafe_asset(shown, "not a regular file")
+        with open(target, "xb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+
+
+def _inside(path, name, real):
+    top = os.path.realpath(path)
+    if os.path.commonpath([top, real]) != top:
+        raise _unsafe_asset(name, f"a link to {real!r}, outside the model")
+    return real
+
+
+def _unsafe_asset(shown, received):
+    return errors.UnsafeModelError(
+        "Expected the model's assets to be files and folders inside its "
+        f"assets/ folder. Received: {shown} is {received}, as TensorFlow "
+        "was about to load it (it changed after the scan, or cannot be "
+        "copied safely). Refusing the load: a link there would be read as "
+        "the model's data. Check who else can write to the model's folder."
+    )
+
+
 def _stamp(folder, names):
-    """What identifies a copy: the folder's and graph's owner and inode,
-    the graph's size and time, and each link's target; None if any is
-    gone or not what was made."""
+    """What identifies a copy: the owner and inode of the folder, of the
+    graph (with its size and time) and of the copied assets, and each
+    link's target; None if any is gone or not what was made."""
     try:
         top = os.lstat(folder)
         graph = os.lstat(os.path.join(folder, "saved_model.pb"))
-        links = tuple(os.readlink(os.path.join(folder, n)) for n in names)
+        entries = tuple(_entry(os.path.join(folder, n)) for n in names)
     except OSError:
         return None
     if not stat.S_ISDIR(top.st_mode) or not stat.S_ISREG(graph.st_mode):
@@ -114,8 +192,15 @@ def _stamp(folder, names):
     return (
         (top.st_dev, top.st_ino, top.st_uid),
         (graph.st_ino, graph.st_uid, graph.st_size, graph.st_mtime_ns),
-        links,
+        entries,
     )
+
+
+def _entry(path):
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        return ("link", os.readlink(path))
+    return ("copy", info.st_ino, info.st_uid)
 
 
 def _links_unsupported(error):

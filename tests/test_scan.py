@@ -107,6 +107,49 @@ def test_a_changed_private_copy_is_made_again(mul_model, tmp_path, copies):
     assert not os.path.exists(canary)
 
 
+@pytest.fixture
+def text_copy(text_model, tmp_path):
+    """A copy of the text model, its vocabulary file, and a secret."""
+    path = shutil.copytree(text_model, tmp_path / "model")
+    (vocab,) = (path / "assets").iterdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET\n")
+    return str(path), vocab, secret
+
+
+def test_asset_swapped_for_a_link_after_the_scan_is_refused(
+    text_copy, monkeypatch
+):
+    import keras_hubkit.loading
+
+    path, vocab, secret = text_copy
+    real_check = keras_hubkit.loading.check_scan
+
+    def check_then_swap(*args, **kwargs):
+        real_check(*args, **kwargs)
+        vocab.unlink()
+        vocab.symlink_to(secret)
+
+    monkeypatch.setattr(keras_hubkit.loading, "check_scan", check_then_swap)
+    with pytest.raises(errors.UnsafeModelError, match="is a link"):
+        hk.load(path)
+
+
+def test_assets_swapped_after_the_load_stay_out_of_an_export(
+    text_copy, tmp_path
+):
+    path, vocab, secret = text_copy
+    words = vocab.read_text()
+    obj = hk.load(path)
+    vocab.unlink()
+    vocab.symlink_to(secret)
+    out = tmp_path / "export"
+    hk.export_saved_model(obj, str(out))
+    (exported,) = (out / "assets").iterdir()
+    assert not exported.is_symlink()
+    assert exported.read_text() == words
+
+
 def test_load_where_no_links_can_be_made_is_in_place(
     mul_model, tmp_path, monkeypatch
 ):
