@@ -116,9 +116,9 @@ def _copy_assets(path, dest):
     """Copies the model's `assets/` into the copy, following no link out of
     it, so what TensorFlow reads (and a re-export copies) cannot be
     swapped afterwards: regular files are copied, opened without following
-    links; folders are made; a link is made again only when it stays inside
-    `assets/` (relative, never above it), where it points at the copy's own
-    files. Anything else (a link out, a device, a pipe) is refused.
+    links; folders are made; a link is made again only when it provably
+    stays inside `assets/` (`_stays_inside`), where it points at the copy's
+    own files. Anything else (a link out, a device, a pipe) is refused.
     """
     source = os.path.join(path, "assets")
     if os.path.islink(source):
@@ -133,15 +133,29 @@ def _copy_assets(path, dest):
             target = os.path.join(here, name)
             if stat.S_ISLNK(info.st_mode):
                 link = os.readlink(name, dir_fd=fd)
-                if os.path.isabs(link) or os.path.normpath(
-                    os.path.join(rel, link)
-                ).startswith(os.pardir):
+                if not _stays_inside(link, rel):
                     raise _unsafe_asset(shown, f"a link to {link!r}")
                 os.symlink(link, target)
             elif stat.S_ISDIR(info.st_mode):
                 os.mkdir(target, 0o700)
             else:
                 _copy_file(name, fd, target, shown)
+
+
+def _stays_inside(link, rel):
+    """Whether a link in folder `rel` (under assets/) to `link` resolves
+    inside assets/ whatever links it passes through: relative, with `..`
+    parts only at its start and no more of them than the folder's depth. A
+    `..` after another part is refused: that part may be a link, and `..`
+    then steps out of wherever it led (`up/../x` with `up -> ..`)."""
+    if os.path.isabs(link):
+        return False
+    parts = [p for p in link.split(os.sep) if p not in ("", os.curdir)]
+    ups = 0
+    while ups < len(parts) and parts[ups] == os.pardir:
+        ups += 1
+    depth = 0 if rel == os.curdir else len(rel.split(os.sep))
+    return ups <= depth and os.pardir not in parts[ups:]
 
 
 def _copy_file(name, dir_fd, target, shown):

@@ -91,7 +91,8 @@ def load(
             obj = _load_saved_model(
                 path, saved, report.fingerprint, tags, options
             )
-    except tf.errors.NotFoundError as e:
+    except (tf.errors.NotFoundError, FileNotFoundError) as e:
+        # FileNotFoundError: a table initializer's missing asset file.
         raise _load_error(e, path, shown) from e
     object.__setattr__(obj, "_hubkit_origin", Origin(str(handle), path, is_tf1))
     return obj

@@ -135,6 +135,49 @@ def test_asset_swapped_for_a_link_after_the_scan_is_refused(
         hk.load(path)
 
 
+def test_asset_link_through_a_link_and_up_is_refused(text_copy, monkeypatch):
+    # `sub/up -> ..` is harmless, but a path through it and then `..`
+    # climbs out of wherever it led: `sub/up/..` is the copy's top folder,
+    # though its text (`sub/up/../assets/...`) looks inside assets/.
+    import keras_hubkit.loading
+
+    path, vocab, secret = text_copy
+    (vocab.parent / "sub").mkdir()
+    (vocab.parent / "sub" / "up").symlink_to("..")
+    escape = "sub/up/../assets/" * 20 + "sub/up/.." + "/.." * 30 + str(secret)
+    real_check = keras_hubkit.loading.check_scan
+
+    def check_then_swap(*args, **kwargs):
+        real_check(*args, **kwargs)
+        vocab.unlink()
+        vocab.symlink_to(escape)
+
+    monkeypatch.setattr(keras_hubkit.loading, "check_scan", check_then_swap)
+    with pytest.raises(errors.UnsafeModelError, match="is a link"):
+        hk.load(path)
+
+
+def test_asset_links_inside_assets_are_kept(text_copy):
+    path, vocab, _ = text_copy
+    words = vocab.read_text()
+    (vocab.parent / "sub").mkdir()
+    vocab.rename(vocab.parent / "sub" / "words.txt")
+    (vocab.parent / "sub" / "up").symlink_to("..")
+    (vocab.parent / "sub" / "again").symlink_to("../sub/words.txt")
+    vocab.symlink_to("sub/up/sub/again")
+    obj = hk.load(path)
+    assert obj.vocab_file.asset_path.numpy().decode().endswith(vocab.name)
+    with open(obj.vocab_file.asset_path.numpy(), encoding="utf8") as f:
+        assert f.read() == words
+
+
+def test_missing_asset_is_a_typed_error(text_copy):
+    path, vocab, _ = text_copy
+    vocab.unlink()
+    with pytest.raises(errors.HandleError, match="Could not load"):
+        hk.load(path)
+
+
 def test_assets_swapped_after_the_load_stay_out_of_an_export(
     text_copy, tmp_path
 ):
