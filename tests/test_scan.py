@@ -117,20 +117,25 @@ def text_copy(text_model, tmp_path):
     return str(path), vocab, secret
 
 
-def test_asset_swapped_for_a_link_after_the_scan_is_refused(
-    text_copy, monkeypatch
-):
+def _swap_after_the_scan(monkeypatch, file, link):
+    """Makes `file` a link to `link` once hk.load's scan has passed."""
     import keras_hubkit.loading
 
-    path, vocab, secret = text_copy
     real_check = keras_hubkit.loading.check_scan
 
     def check_then_swap(*args, **kwargs):
         real_check(*args, **kwargs)
-        vocab.unlink()
-        vocab.symlink_to(secret)
+        file.unlink()
+        file.symlink_to(link)
 
     monkeypatch.setattr(keras_hubkit.loading, "check_scan", check_then_swap)
+
+
+def test_asset_swapped_for_a_link_after_the_scan_is_refused(
+    text_copy, monkeypatch
+):
+    path, vocab, secret = text_copy
+    _swap_after_the_scan(monkeypatch, vocab, secret)
     with pytest.raises(errors.UnsafeModelError, match="is a link"):
         hk.load(path)
 
@@ -139,20 +144,11 @@ def test_asset_link_through_a_link_and_up_is_refused(text_copy, monkeypatch):
     # `sub/up -> ..` is harmless, but a path through it and then `..`
     # climbs out of wherever it led: `sub/up/..` is the copy's top folder,
     # though its text (`sub/up/../assets/...`) looks inside assets/.
-    import keras_hubkit.loading
-
     path, vocab, secret = text_copy
     (vocab.parent / "sub").mkdir()
     (vocab.parent / "sub" / "up").symlink_to("..")
     escape = "sub/up/../assets/" * 20 + "sub/up/.." + "/.." * 30 + str(secret)
-    real_check = keras_hubkit.loading.check_scan
-
-    def check_then_swap(*args, **kwargs):
-        real_check(*args, **kwargs)
-        vocab.unlink()
-        vocab.symlink_to(escape)
-
-    monkeypatch.setattr(keras_hubkit.loading, "check_scan", check_then_swap)
+    _swap_after_the_scan(monkeypatch, vocab, escape)
     with pytest.raises(errors.UnsafeModelError, match="is a link"):
         hk.load(path)
 
