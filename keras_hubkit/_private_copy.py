@@ -43,7 +43,9 @@ _NO_LINKS = {errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 _WINDOWS_NO_PRIVILEGE = 1314  # ERROR_PRIVILEGE_NOT_HELD
 # Copying assets without following links needs fwalk and O_NOFOLLOW (not
 # on Windows, where assets are linked like the rest).
-_CAN_COPY_SAFELY = hasattr(os, "fwalk") and hasattr(os, "O_NOFOLLOW")
+_CAN_COPY_SAFELY = all(
+    hasattr(os, name) for name in ("fwalk", "O_NOFOLLOW", "O_DIRECTORY")
+)
 
 
 def scanned_folder(path, graph, digest):
@@ -120,12 +122,32 @@ def _copy_assets(path, dest):
     stays inside `assets/` (`_stays_inside`), where it points at the copy's
     own files. Anything else (a link out, a device, a pipe) is refused.
     """
-    source = os.path.join(path, "assets")
-    if os.path.islink(source):
-        source = _inside(path, "assets", os.path.realpath(source))
     os.mkdir(dest, 0o700)
-    for folder, dirs, files, fd in os.fwalk(source, follow_symlinks=False):
-        rel = os.path.relpath(folder, source)
+    root = _open_assets(path)
+    try:
+        _copy_tree(root, dest)
+    finally:
+        os.close(root)
+
+
+def _open_assets(path):
+    """A descriptor of the model's assets folder, which must not be a link
+    (the scan refuses one; it can only be a link made since)."""
+    try:
+        return os.open(
+            os.path.join(path, "assets"),
+            os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+        )
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _unsafe_asset("assets", "a link or not a folder") from None
+        raise
+
+
+def _copy_tree(root, dest):
+    walk = os.fwalk(".", follow_symlinks=False, dir_fd=root)
+    for folder, dirs, files, fd in walk:
+        rel = os.path.relpath(folder, ".")
         here = os.path.normpath(os.path.join(dest, rel))
         for name in dirs + files:
             shown = os.path.normpath(os.path.join("assets", rel, name))
@@ -172,13 +194,6 @@ def _copy_file(name, dir_fd, target, shown):
             raise _unsafe_asset(shown, "not a regular file")
         with open(target, "xb") as out:
             shutil.copyfileobj(source, out, 1 << 20)
-
-
-def _inside(path, name, real):
-    top = os.path.realpath(path)
-    if os.path.commonpath([top, real]) != top:
-        raise _unsafe_asset(name, f"a link to {real!r}, outside the model")
-    return real
 
 
 def _unsafe_asset(shown, received):

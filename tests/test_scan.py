@@ -118,14 +118,18 @@ def text_copy(text_model, tmp_path):
 
 
 def _swap_after_the_scan(monkeypatch, file, link):
-    """Makes `file` a link to `link` once hk.load's scan has passed."""
+    """Makes `file` (or folder) a link to `link` once hk.load's scan has
+    passed."""
     import keras_hubkit.loading
 
     real_check = keras_hubkit.loading.check_scan
 
     def check_then_swap(*args, **kwargs):
         real_check(*args, **kwargs)
-        file.unlink()
+        if file.is_dir():
+            shutil.rmtree(file)
+        else:
+            file.unlink()
         file.symlink_to(link)
 
     monkeypatch.setattr(keras_hubkit.loading, "check_scan", check_then_swap)
@@ -165,6 +169,20 @@ def test_asset_links_inside_assets_are_kept(text_copy):
     assert obj.vocab_file.asset_path.numpy().decode().endswith(vocab.name)
     with open(obj.vocab_file.asset_path.numpy(), encoding="utf8") as f:
         assert f.read() == words
+
+
+def test_assets_folder_swapped_for_a_link_after_the_scan_is_refused(
+    text_copy, monkeypatch
+):
+    # Even to a folder inside the model (the scan refuses such a link): a
+    # link's way could change between a check and the walk.
+    path, vocab, _ = text_copy
+    assets = vocab.parent
+    inner = assets.parent / "inner"
+    shutil.copytree(assets, inner)
+    _swap_after_the_scan(monkeypatch, assets, "inner")
+    with pytest.raises(errors.UnsafeModelError, match="assets is a link"):
+        hk.load(path)
 
 
 def test_missing_asset_is_a_typed_error(text_copy):
