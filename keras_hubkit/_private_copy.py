@@ -34,11 +34,12 @@ from keras_hubkit import errors
 
 logger = logging.getLogger(__name__)
 
-# What the loader reads beside the graph (loader_impl, fingerprinting).
-LINKED = ("variables", "assets", "fingerprint.pb", "debug")
+# What the loader reads beside the graph (loader_impl, fingerprinting):
+# assets are copied, the rest linked.
+_BESIDE_GRAPH = ("variables", "assets", "fingerprint.pb", "debug")
 
 _Copy = collections.namedtuple("_Copy", "folder stamp")
-_COPIES = {}  # (folder, the graph's digest, linked names) -> _Copy
+_COPIES = {}  # (folder, the graph's digest, names beside it) -> _Copy
 _NO_LINKS = {errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 _WINDOWS_NO_PRIVILEGE = 1314  # ERROR_PRIVILEGE_NOT_HELD
 # Copying assets without following links needs fwalk and O_NOFOLLOW (not
@@ -63,7 +64,9 @@ def scanned_folder(path, graph, digest):
     if not os.path.isdir(path):
         return path  # gs:// and other TensorFlow filesystems: in place
     path = os.path.abspath(path)
-    names = tuple(n for n in LINKED if os.path.lexists(os.path.join(path, n)))
+    names = tuple(
+        n for n in _BESIDE_GRAPH if os.path.lexists(os.path.join(path, n))
+    )
     key = (path, digest, names)
     copy = _COPIES.get(key)
     if copy is not None and copy.stamp == _stamp(copy.folder, names):

@@ -48,8 +48,9 @@ def read_saved_model(path, handle):
         whether they are text.
 
     Raises:
-        InvalidSavedModelError: no graph file, or it is empty, truncated or
-            not a SavedModel, or it holds no MetaGraph.
+        InvalidSavedModelError: no graph file, or it cannot be read (a
+            folder of that name), is empty, truncated or not a SavedModel,
+            or holds no MetaGraph.
     """
     import tensorflow as tf
 

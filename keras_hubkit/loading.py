@@ -48,7 +48,9 @@ def load(
     (`hk.scan`): an op that is not on the allowlist of op types that compute
     on tensors only (and not structurally exempt, like the saver) refuses
     the load unless allowed, because a SavedModel's initializers run inside
-    `tf.saved_model.load` itself.
+    `tf.saved_model.load` itself. TensorFlow then loads the bytes that
+    were scanned, from a private copy of the graph and of `assets/` (see
+    the security guide), so a file swapped in after the scan never runs.
 
     Returns:
         What `tf.saved_model.load` returns for the resolved directory.
@@ -61,7 +63,9 @@ def load(
             have (a custom-op package, e.g. tensorflow-text, not imported).
             Import the package and call again: the failure is not cached.
         UnsafeModelError: the scan found ops off the allowlist that were
-            not allowed.
+            not allowed, or an asset became a link after the scan.
+        CacheError: the private copy cannot be written (a full or
+            unwritable `TMPDIR`).
 
     Example:
 
@@ -99,8 +103,8 @@ def load(
 
 
 def _load_saved_model(path, saved, digest, tags, options):
+    graph = saved.proto.SerializeToString() if saved.is_text else saved.raw
     try:
-        graph = saved.proto.SerializeToString() if saved.is_text else saved.raw
         return tf.saved_model.load(
             scanned_folder(path, graph, digest), tags=tags, options=options
         )
@@ -137,7 +141,8 @@ def origin_of(obj):
 
 
 def _load_error(exc, path, handle):
-    """A typed error for TensorFlow's NotFoundError at load time."""
+    """A typed error for TensorFlow's NotFoundError (or a table's
+    FileNotFoundError for a missing asset) at load time."""
     import re
 
     from keras_hubkit import _safe_ops
