@@ -29,9 +29,26 @@ first run (TensorFlow optimizes the graph and creates its kernels), and
 then both traced steps over steady epochs of 16 batches, each as its loop
 runs it.
 
+And the whole of it: `StagedFineTuner` (one stage, everything trained,
+BatchNorm training, one step per call) against the hand-written loop of
+`bench_layer.py` doing the same, at two run lengths (2 and 8 epochs of 16
+steps), taking turns. The package costs `per_stage + per_epoch * epochs`
+more: each round's two differences (package run less the loop's beside
+it) give both terms for that round, reported as median and interquartile
+range over the rounds. The parts of each are timed inside
+those runs: preparing the stage (trainability, the optimizer,
+`compile`, building its variables) and the work `fit` and the runner do
+at every epoch's end and start (the median call of each). Last, both on
+a longer stage (8 epochs of 128 steps), the package with its defaults (it
+chooses its steps per call): the ratio itself; and `fine_tune` (a head
+epoch, then 7 epochs of everything) against the loop doing the same.
+
     python benchmarks/bench_loop_parts.py [--quick]
 """
 
+import collections
+import contextlib
+import functools
 import os
 import tempfile
 import time
@@ -46,6 +63,7 @@ import tensorflow as tf
 import keras_hubkit as hk
 from keras_hubkit import _compat
 from keras_hubkit.finetune import _pipeline
+from keras_hubkit.finetune import callbacks
 from keras_hubkit.finetune import runner
 
 import models
@@ -260,20 +278,208 @@ def _steady_epochs(made, make, batch, steps, repeats):
     }
 
 
+# What the package does beyond the hand-written loop, timed inside its
+# runs: (owner, method name, key, per "stage" or "epoch").
+PARTS = (
+    (runner.StagedFineTuner, "_prepare_stage", "prepare", "stage"),
+    (keras.Model, "compile", "compile", "stage"),
+    (keras.Model, "reset_metrics", "reset_metrics", "epoch"),
+    (keras.Model, "_get_metrics_result_or_logs", "metric_results", "epoch"),
+    (callbacks.NaNGuard, "on_epoch_end", "nan_guard", "epoch"),
+    (callbacks.BestWeights, "on_epoch_end", "best_weights", "epoch"),
+    (runner._Recorder, "on_epoch_end", "history", "epoch"),
+    # The hand-written loop's counterpart of preparing the stage.
+    (bench_layer._RawLoop, "_step", "loop_prepare", "stage"),
+)
+GAP_EPOCHS = (2, 8)
+# A longer stage (epochs, steps per epoch), a few seconds of training.
+LONG_STAGE = (8, 128)
+
+
+@contextlib.contextmanager
+def _timed_parts(seconds):
+    """Times every call of the `PARTS` into `seconds[label]`."""
+
+    def timed(method, label):
+        @functools.wraps(method)
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                seconds[label].append(time.perf_counter() - start)
+
+        return wrapper
+
+    with contextlib.ExitStack() as stack:
+        for owner, name, label, _ in PARTS:
+            method = getattr(owner, name)
+            stack.enter_context(
+                mock.patch.object(owner, name, timed(method, label))
+            )
+        yield
+
+
+def gap(name, path, make, batch, repeats):
+    """`StagedFineTuner` against the hand-written loop at two run lengths:
+    what the package pays beyond the loop per stage and per epoch; and on
+    a longer stage, the ratio itself."""
+
+    def arrays(steps):
+        n = batch * steps
+        return make(n), (np.arange(n) % 2).astype("int32")
+
+    x, y = arrays(EPOCH_STEPS)
+    model = bench_layer._classifier(path)
+    model(x[:1])
+
+    def package(x, y, epochs, steps_per_execution=1):
+        hk.finetune.StagedFineTuner(
+            model,
+            [hk.finetune.Stage(epochs, unfreeze="all", lr=1e-3)],
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            bn_policy="train",
+            steps_per_execution=steps_per_execution,
+        ).run(x, y, batch_size=batch, verbose=0)
+        chosen.append(int(model.steps_per_execution))
+
+    chosen = []
+
+    def fine_tune(x, y, epochs):
+        hk.finetune.fine_tune(
+            model,
+            x,
+            y,
+            epochs=epochs - 1,
+            freeze_epochs=1,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            batch_size=batch,
+            verbose=0,
+        )
+        chosen_fine_tune.append(int(model.steps_per_execution))
+
+    chosen_fine_tune = []
+
+    def loop(x, y, epochs, plans=None):
+        plans = plans or [bench_layer._Plan(epochs, True, True, 1e-3)]
+        return bench_layer._RawLoop(path, x, y, batch, plans, []).run
+
+    seconds = collections.defaultdict(list)
+
+    def timed(run):
+        # The parts are timed in the runs that give the two terms only.
+        def timed_run():
+            with _timed_parts(seconds):
+                run()
+
+        return timed_run
+
+    cases = {}
+    for epochs in GAP_EPOCHS:
+        cases[f"package {epochs}"] = timed(
+            functools.partial(package, x, y, epochs)
+        )
+        cases[f"loop {epochs}"] = timed(loop(x, y, epochs))
+    long_epochs, long_steps = LONG_STAGE
+    x_long, y_long = arrays(long_steps)
+    # The package's defaults here: it chooses its steps per call.
+    cases["package long"] = functools.partial(
+        package, x_long, y_long, long_epochs, "auto"
+    )
+    cases["loop long"] = loop(x_long, y_long, long_epochs)
+    cases["fine_tune long"] = functools.partial(
+        fine_tune, x_long, y_long, long_epochs
+    )
+    cases["loop fine_tune long"] = loop(
+        x_long,
+        y_long,
+        long_epochs,
+        bench_layer._stage_plans(long_epochs)["fine_tune"],
+    )
+    times = _common.interleaved(cases, repeats, warmup=1)
+    ms = _common.median_ms(times)
+    short, long = GAP_EPOCHS
+    # Per round, each package run less the loop's run beside it (paired:
+    # the machine's slow spells fall on both), and from the two lengths
+    # that round's terms; their median and spread over the rounds.
+    extra = {
+        k: np.subtract(times[f"package {k}"], times[f"loop {k}"]) * 1e3
+        for k in GAP_EPOCHS
+    }
+    per_epoch = (extra[long] - extra[short]) / (long - short)
+    per_stage = extra[short] - per_epoch * short
+    loop_epoch = (ms[f"loop {long}"] - ms[f"loop {short}"]) / (long - short)
+    # Each part runs once per stage or once per epoch: the median call.
+    parts = {key: float(np.median(seconds[key])) * 1e3 for key in seconds}
+    row = {
+        "model": name,
+        "batch": batch,
+        "steps_per_epoch": EPOCH_STEPS,
+        "epochs": list(GAP_EPOCHS),
+        "repeats": repeats,
+        "run_ms": ms,
+        "per_stage_ms": _spread(per_stage),
+        "per_epoch_ms": _spread(per_epoch),
+        "loop_epoch_ms": loop_epoch,
+        "parts": {key: [per, parts[key]] for _, _, key, per in PARTS},
+        "long_stage": {
+            "epochs": long_epochs,
+            "steps_per_epoch": long_steps,
+            "loop_ms": ms["loop long"],
+            "ratio": _common.ratio(times, "package long", "loop long"),
+            # A round's last `package` run is its long stage.
+            "steps_per_call": chosen[-1],
+            "fine_tune_loop_ms": ms["loop fine_tune long"],
+            "fine_tune_ratio": _common.ratio(
+                times, "fine_tune long", "loop fine_tune long"
+            ),
+            # Its last stage's (the first, the head's, is one epoch).
+            "fine_tune_steps_per_call": chosen_fine_tune[-1],
+        },
+    }
+    stage, epoch = row["per_stage_ms"], row["per_epoch_ms"]
+    print(
+        f"  beyond the hand-written loop: {stage['median']:+.0f} ms "
+        f"({stage['p25']:+.0f} to {stage['p75']:+.0f}) per stage, "
+        f"{epoch['median']:+.2f} ms ({epoch['p25']:+.2f} to "
+        f"{epoch['p75']:+.2f}) per epoch (the loop's epoch: "
+        f"{loop_epoch:.1f} ms); a stage of {long_epochs} epochs of "
+        f"{long_steps} steps ({chosen[-1]} steps per call) at "
+        f"{_common.fmt_ratio(row['long_stage']['ratio'])} the loop's speed"
+        ", fine_tune over as many epochs at "
+        f"{_common.fmt_ratio(row['long_stage']['fine_tune_ratio'])}"
+    )
+    return row
+
+
+def _spread(values):
+    """Median and interquartile range of per-round estimates (ms)."""
+    p25, median, p75 = np.percentile(values, [25, 50, 75])
+    return {"median": float(median), "p25": float(p25), "p75": float(p75)}
+
+
 def main(argv=None):
     parser = _common.parser(__doc__)
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else 7
     lengths = (16, 64) if args.quick else (16, 128)
-    rows, graphs = [], []
+    rows, graphs, gaps = [], [], []
     with tempfile.TemporaryDirectory() as workdir:
         for name, path, make, batch in specs(workdir):
             print(name)
             rows.append(measure(name, path, make, batch, lengths, repeats))
             graphs.append(step_graphs(name, path, make, batch, repeats))
+            # Differences of differences: twice the rounds.
+            gaps.append(gap(name, path, make, batch, 2 * repeats))
     _common.save(
         "loop_parts",
-        {"rows": rows, "spe": SPE, "variants": VARIANTS, "steps": graphs},
+        {
+            "rows": rows,
+            "spe": SPE,
+            "variants": VARIANTS,
+            "steps": graphs,
+            "gaps": gaps,
+        },
     )
     return rows
 
