@@ -130,8 +130,8 @@ def real_models():
     message = (
         f"Real test models not found at {path}. Set {REAL_MODELS_ENV}=/path"
         "/to/real_models (a folder holding "
-        "mobilenet_v3_small_075_224_feature_vector_5 and the others its "
-        "README lists) to run this test."
+        "mobilenet_v3_small_075_224_feature_vector_5 and the others "
+        "CONTRIBUTING.md lists) to run this test."
     )
     if _require_real_models():
         pytest.fail(f"{message} {REQUIRE_REAL_MODELS_ENV} is set.")

@@ -86,7 +86,7 @@ def _page_params():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", _page_params())
+@pytest.mark.parametrize("page", list(_page_params()))
 def test_page_code_runs(page, offline):
     namespace = {"__name__": "__docs__"}  # fresh: nothing predefined
     for index, code in enumerate(python_blocks(page)):

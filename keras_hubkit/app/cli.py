@@ -462,7 +462,9 @@ def _export_arguments(export):
     export.add_argument("source", help="a handle, or a .keras file")
     export.add_argument("dest", help="the folder to write")
     _overwrite_option(export, "replace DEST (atomically) if it holds files")
-    export.add_argument("--tflite", action="store_true")
+    export.add_argument(
+        "--tflite", action="store_true", help="also write DEST/model.tflite"
+    )
     _allow_op_option(export)
 
 
@@ -500,12 +502,27 @@ def _train_arguments(train):
     train.add_argument(
         "--text", action="store_true", help="the class folders hold .txt files"
     )
-    train.add_argument("--text-column", default="text")
-    train.add_argument("--label-column", default="label")
+    train.add_argument(
+        "--text-column",
+        default="text",
+        help="with --csv: the column of texts (default text)",
+    )
+    train.add_argument(
+        "--label-column",
+        default="label",
+        help="with --csv: the column of labels (default label)",
+    )
     train.add_argument("--handle", required=True, help="path or URL")
     train.add_argument("--output", required=True, help="output folder")
     _overwrite_option(train)
-    train.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
+    train.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="image height and width, for models that take any size "
+        "(default: the size the model was traced for)",
+    )
     train.add_argument(
         "--epochs", type=int, default=5, help="head-only epochs (default 5)"
     )
@@ -522,9 +539,19 @@ def _train_arguments(train):
         help="the head stage's rate, or `find` (learning-rate range test; "
         "writes lr_find.png)",
     )
-    train.add_argument("--test-split", type=float, default=constants.TEST_SPLIT)
     train.add_argument(
-        "--validation-split", type=float, default=constants.VALIDATION_SPLIT
+        "--test-split",
+        type=float,
+        default=constants.TEST_SPLIT,
+        help="fraction of the data held out to report accuracy on "
+        f"(default {constants.TEST_SPLIT})",
+    )
+    train.add_argument(
+        "--validation-split",
+        type=float,
+        default=constants.VALIDATION_SPLIT,
+        help="fraction of the rest used for validation while training "
+        f"(default {constants.VALIDATION_SPLIT})",
     )
     train.add_argument(
         "--tflite", action="store_true", help="also write model.tflite"
