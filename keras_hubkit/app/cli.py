@@ -122,6 +122,7 @@ def _predict_arguments(parser):
     from keras_hubkit.app import predict  # no TensorFlow at import
 
     predict.add_arguments(parser)
+    _allow_op_option(parser)
 
 
 def _print_result(result):

@@ -24,12 +24,6 @@ def add_arguments(parser):
     parser.add_argument(
         "--json", action="store_true", help="print JSON (one object)"
     )
-    parser.add_argument(
-        "--allow-op",
-        action="append",
-        metavar="OP",
-        help="accept this risky op (repeatable); see `hubkit inspect`",
-    )
 
 
 def run(args):
