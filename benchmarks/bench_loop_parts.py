@@ -123,7 +123,7 @@ def _run(model, x, y, val, batch, variant):
         hk.finetune.StagedFineTuner(
             model,
             [hk.finetune.Stage(1, unfreeze="all", lr=1e-3)],
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            loss=bench_layer._keras_loss(),
             steps_per_execution=spe,
         ).run(x, y, validation_data=val, batch_size=batch, verbose=0)
     finally:
@@ -206,7 +206,7 @@ def step_graphs(name, path, make, batch, repeats):
     hand = bench_layer._RawLoop(
         path, x, y, batch, [bench_layer._Plan(1, True, True, 1e-3)], []
     )
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    loss = bench_layer._keras_loss()
 
     made = {}
 
@@ -337,7 +337,7 @@ def gap(name, path, make, batch, repeats):
         hk.finetune.StagedFineTuner(
             model,
             [hk.finetune.Stage(epochs, unfreeze="all", lr=1e-3)],
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            loss=bench_layer._keras_loss(),
             bn_policy="train",
             steps_per_execution=steps_per_execution,
         ).run(x, y, batch_size=batch, verbose=0)
@@ -352,7 +352,7 @@ def gap(name, path, make, batch, repeats):
             y,
             epochs=epochs - 1,
             freeze_epochs=1,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            loss=bench_layer._keras_loss(),
             batch_size=batch,
             verbose=0,
         )
@@ -418,8 +418,9 @@ def gap(name, path, make, batch, repeats):
         "epochs": list(GAP_EPOCHS),
         "repeats": repeats,
         "run_ms": ms,
-        "per_stage_ms": _spread(per_stage),
-        "per_epoch_ms": _spread(per_epoch),
+        # Median and interquartile range of the per-round estimates.
+        "per_stage_ms": _common.stats(per_stage.tolist()),
+        "per_epoch_ms": _common.stats(per_epoch.tolist()),
         "loop_epoch_ms": loop_epoch,
         "parts": {key: [per, parts[key]] for _, _, key, per in PARTS},
         "long_stage": {
@@ -450,12 +451,6 @@ def gap(name, path, make, batch, repeats):
         f"{_common.fmt_ratio(row['long_stage']['fine_tune_ratio'])}"
     )
     return row
-
-
-def _spread(values):
-    """Median and interquartile range of per-round estimates (ms)."""
-    p25, median, p75 = np.percentile(values, [25, 50, 75])
-    return {"median": float(median), "p25": float(p25), "p75": float(p75)}
 
 
 def main(argv=None):
